@@ -1,0 +1,16 @@
+"""dynrep: disentangled representations of dynamical environments.
+
+    from dynrep import GridWorld, RepresentationLearner
+    learner = RepresentationLearner(GridWorld(size=5), model="rotation", latent_dim=4, seed=0)
+    learner.train(steps=3000)
+    learner.animate("gridworld.gif")
+"""
+__version__ = "0.1.0"
+
+from dynrep import metrics  # noqa: E402
+from dynrep.envs import Environment, GridWorld, list_envs, make_env  # noqa: E402
+from dynrep.learner import DynamicRepresentationLearner, RepresentationLearner, TestResult  # noqa: E402
+from dynrep.models import build_model, list_models  # noqa: E402
+
+__all__ = ["DynamicRepresentationLearner", "Environment", "GridWorld", "RepresentationLearner", "TestResult",
+           "__version__", "build_model", "list_envs", "list_models", "make_env", "metrics"]

@@ -1,0 +1,66 @@
+"""The one batch type every model consumes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A batch of episodes.
+
+    Attributes:
+        obs: observations ``[B, T+1, *obs_shape]`` (uint8 images or float vectors).
+        actions: ``[B, T]`` int64 for discrete actions, ``[B, T, A]`` float for continuous.
+        factors: ground-truth factors ``[B, T+1, K]``.
+        magnitudes: optional ``[B, T]`` int64 action magnitudes (None means all 1).
+
+    A static dataset is the case ``T = 0``.
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    factors: torch.Tensor
+    magnitudes: torch.Tensor | None = None
+
+    def __post_init__(self):
+        batch, steps = self.obs.shape[0], self.obs.shape[1] - 1
+        if self.actions.shape[:2] != (batch, steps):
+            raise ValueError(f"Trajectory: actions must start with shape ({batch}, {steps}), "
+                             f"got {tuple(self.actions.shape)}")
+        if self.factors.shape[:2] != (batch, steps + 1):
+            raise ValueError(f"Trajectory: factors must start with shape ({batch}, {steps + 1}), "
+                             f"got {tuple(self.factors.shape)}")
+        if self.magnitudes is not None and self.magnitudes.shape != (batch, steps):
+            raise ValueError(f"Trajectory: magnitudes must have shape ({batch}, {steps}), "
+                             f"got {tuple(self.magnitudes.shape)}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.obs.shape[0]
+
+    @property
+    def length(self) -> int:
+        """Number of actions T per episode."""
+        return self.obs.shape[1] - 1
+
+    def to(self, device: torch.device | str) -> "Trajectory":
+        """Copy of the batch with every tensor moved to ``device``."""
+        return replace(self, **{f.name: getattr(self, f.name).to(device, non_blocking=True)
+                                for f in fields(self) if getattr(self, f.name) is not None})
+
+    @staticmethod
+    def collate(batches: list["Trajectory"]) -> "Trajectory":
+        """Concatenate trajectories of equal length along the batch axis."""
+        if not batches:
+            raise ValueError("Trajectory.collate needs at least one batch")
+        has_magnitudes = [b.magnitudes is not None for b in batches]
+        if any(has_magnitudes) and not all(has_magnitudes):
+            raise ValueError("Trajectory.collate: either every batch has magnitudes or none has")
+        return Trajectory(
+            obs=torch.cat([b.obs for b in batches]),
+            actions=torch.cat([b.actions for b in batches]),
+            factors=torch.cat([b.factors for b in batches]),
+            magnitudes=torch.cat([b.magnitudes for b in batches]) if all(has_magnitudes) else None,
+        )

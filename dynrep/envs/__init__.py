@@ -1,0 +1,6 @@
+"""Environments: every data source is an Environment with ground-truth factors."""
+from dynrep.envs.base import ActionSpace, Environment, FactorSpace
+from dynrep.envs.gridworld import GridWorld
+from dynrep.envs.registry import list_envs, make_env, register_env
+
+__all__ = ["ActionSpace", "Environment", "FactorSpace", "GridWorld", "list_envs", "make_env", "register_env"]

@@ -1,0 +1,247 @@
+"""Environment contract: factor and action spaces, batched stepping and rendering.
+
+Every data source in dynrep is an :class:`Environment`. A world holds a batch of
+ground-truth factor vectors; actions shift them; ``render`` turns factors into
+observations. Everything is batched over the leading axis and seeded through an
+explicit :class:`numpy.random.Generator`.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from dynrep.data.trajectory import Trajectory
+
+
+def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """Return ``rng`` if it is a Generator, else a new PCG64 Generator seeded with it."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+
+
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """Validate an integer argument; raise ValueError naming it and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    upper = "" if maximum is None else f" and <= {maximum}"
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be >= {minimum}{upper}, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class FactorSpace:
+    """Names, sizes and periodicity of the ground-truth factors.
+
+    ``sizes[k]`` is the number of values of factor ``k`` (values are ``0..size-1``),
+    or ``None`` for a continuous factor. ``periodic[k]`` says whether a shift wraps
+    around (cyclic group C_n) or is clamped at the ends.
+    """
+
+    names: tuple[str, ...]
+    sizes: tuple[int | None, ...]
+    periodic: tuple[bool, ...]
+
+    def __post_init__(self):
+        if not (len(self.names) == len(self.sizes) == len(self.periodic)):
+            raise ValueError("FactorSpace: names, sizes and periodic must have the same length, got "
+                             f"{len(self.names)}, {len(self.sizes)}, {len(self.periodic)}")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"FactorSpace: factor names must be unique, got {self.names}")
+        for name, size in zip(self.names, self.sizes):
+            if size is not None and size < 1:
+                raise ValueError(f"FactorSpace: factor {name!r} must have size >= 1 or None, got {size}")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def discrete(self) -> bool:
+        """True when every factor has a finite number of values."""
+        return all(size is not None for size in self.sizes)
+
+    def index(self, name: str) -> int:
+        """Position of the factor called ``name``."""
+        if name not in self.names:
+            raise KeyError(f"unknown factor {name!r}; factors are {list(self.names)}")
+        return self.names.index(name)
+
+    @property
+    def num_states(self) -> int:
+        """Number of distinct factor vectors (discrete spaces only)."""
+        if not self.discrete:
+            raise ValueError("FactorSpace.num_states needs discrete factors")
+        return int(np.prod(self.sizes, dtype=np.int64))
+
+    def to_index(self, factors: np.ndarray) -> np.ndarray:
+        """Mixed-radix (C order, last factor fastest) index ``[N]`` of factor vectors ``[N, K]``."""
+        return np.ravel_multi_index(tuple(np.asarray(factors, dtype=np.int64).T), self.sizes)
+
+    def from_index(self, index: np.ndarray) -> np.ndarray:
+        """Factor vectors ``[N, K]`` int64 of mixed-radix indices ``[N]`` (inverse of :meth:`to_index`)."""
+        return np.stack(np.unravel_index(np.asarray(index, dtype=np.int64), self.sizes), axis=-1)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Uniform factor vectors ``[n, K]`` int64 (discrete spaces only)."""
+        if not self.discrete:
+            raise ValueError("FactorSpace.sample needs discrete factors; continuous worlds sample their own")
+        return rng.integers(0, np.asarray(self.sizes, dtype=np.int64), size=(n, len(self)), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class ActionSpace:
+    """Discrete actions (``n`` named actions) or continuous actions (``dim`` floats).
+
+    For factor-shift worlds, discrete action ``2k`` moves actionable factor ``k`` by
+    +1 and ``2k + 1`` by -1; ``factor_of[a]`` is the factor index that action ``a``
+    moves and ``sign[a]`` its direction.
+    """
+
+    names: tuple[str, ...] = ()
+    dim: int | None = None
+    factor_of: tuple[int, ...] = ()
+    sign: tuple[int, ...] = ()
+
+    @property
+    def discrete(self) -> bool:
+        return self.dim is None
+
+    @property
+    def n(self) -> int:
+        """Number of discrete actions."""
+        return len(self.names)
+
+    @classmethod
+    def factor_shifts(cls, factors: FactorSpace, actionable: Sequence[int] | None = None) -> "ActionSpace":
+        """Two actions (``name+`` / ``name-``) per actionable factor.
+
+        By default every factor with more than one value is actionable.
+        """
+        if actionable is None:
+            actionable = [k for k, size in enumerate(factors.sizes) if size is not None and size > 1]
+        names, factor_of, sign = [], [], []
+        for k in actionable:
+            for s, suffix in ((1, "+"), (-1, "-")):
+                names.append(f"{factors.names[k]}{suffix}")
+                factor_of.append(int(k))
+                sign.append(s)
+        return cls(names=tuple(names), factor_of=tuple(factor_of), sign=tuple(sign))
+
+    def sample(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+        """Uniform random discrete actions of the given shape, int64."""
+        if not self.discrete:
+            raise ValueError("ActionSpace.sample: continuous action spaces are sampled by their environment")
+        if self.n == 0:
+            raise ValueError("this environment has no actions (every factor has a single value)")
+        return rng.integers(0, self.n, size=shape, dtype=np.int64)
+
+
+class Environment(abc.ABC):
+    """A world of ground-truth factors that actions change and ``render`` observes.
+
+    Subclasses set ``factors``, ``actions``, ``observation_shape`` and
+    ``observation_dtype`` and implement :meth:`render` and :meth:`get_config`.
+    The default :meth:`step` shifts discrete factors by ±magnitude, cyclically for
+    periodic factors and clamped otherwise.
+    """
+
+    #: Registry name, set by :func:`dynrep.envs.registry.register_env`.
+    env_name: str = ""
+    factors: FactorSpace
+    actions: ActionSpace
+    observation_shape: tuple[int, ...]
+    observation_dtype: np.dtype
+
+    @abc.abstractmethod
+    def render(self, factors: np.ndarray) -> np.ndarray:
+        """Observations ``[N, *observation_shape]`` for factor vectors ``[N, K]``."""
+
+    @abc.abstractmethod
+    def get_config(self) -> dict[str, Any]:
+        """Constructor keyword arguments that rebuild this environment (JSON-serialisable)."""
+
+    @property
+    def is_image(self) -> bool:
+        """True for ``[C, H, W]`` observations."""
+        return len(self.observation_shape) == 3
+
+    def sample_factors(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """Uniformly random factor vectors ``[n, K]``."""
+        return self.factors.sample(check_int("n", n, 0), as_generator(rng))
+
+    def step(self, factors: np.ndarray, actions: np.ndarray, magnitudes: np.ndarray | None = None) -> np.ndarray:
+        """Apply one action per row: ``factors [N, K]``, ``actions [N]`` -> new factors ``[N, K]``.
+
+        ``magnitudes [N]`` (default 1) multiplies the shift.
+        """
+        factors = np.asarray(factors)
+        actions = np.asarray(actions, dtype=np.int64)
+        if actions.shape != factors.shape[:1]:
+            raise ValueError(f"actions must have shape {factors.shape[:1]}, got {actions.shape}")
+        if actions.size and (actions.min() < 0 or actions.max() >= self.actions.n):
+            raise ValueError(f"actions must be in [0, {self.actions.n}), got values in "
+                             f"[{actions.min()}, {actions.max()}]")
+        moved = np.asarray(self.actions.factor_of, dtype=np.int64)[actions]
+        shift = np.asarray(self.actions.sign, dtype=np.int64)[actions]
+        if magnitudes is not None:
+            shift = shift * np.asarray(magnitudes, dtype=np.int64)
+        sizes = np.asarray(self.factors.sizes, dtype=np.int64)[moved]
+        periodic = np.asarray(self.factors.periodic)[moved]
+        rows = np.arange(len(factors))
+        new_value = factors[rows, moved] + shift
+        new_value = np.where(periodic, np.mod(new_value, sizes), np.clip(new_value, 0, sizes - 1))
+        out = factors.copy()
+        out[rows, moved] = new_value
+        return out
+
+    def sample_trajectories(self, batch: int, length: int, rng: np.random.Generator | int | None = None,
+                            max_magnitude: int = 1) -> Trajectory:
+        """Random-action episodes from uniformly random start states.
+
+        Returns a :class:`Trajectory` with ``obs [batch, length+1, *obs_shape]``,
+        ``actions [batch, length]`` int64, ``factors [batch, length+1, K]`` and, when
+        ``max_magnitude > 1``, ``magnitudes [batch, length]`` drawn from ``1..max_magnitude``.
+        """
+        batch = check_int("batch", batch, 1)
+        length = check_int("length", length, 0)
+        max_magnitude = check_int("max_magnitude", max_magnitude, 1)
+        rng = as_generator(rng)
+        factors = np.empty((batch, length + 1, len(self.factors)), dtype=np.int64)
+        factors[:, 0] = self.sample_factors(batch, rng)
+        actions = self.actions.sample((batch, length), rng)
+        magnitudes = rng.integers(1, max_magnitude + 1, size=(batch, length)) if max_magnitude > 1 else None
+        for t in range(length):  # a loop over time only; each step is batched
+            factors[:, t + 1] = self.step(factors[:, t], actions[:, t],
+                                          None if magnitudes is None else magnitudes[:, t])
+        obs = self.render(factors.reshape(-1, factors.shape[-1]))
+        return Trajectory(
+            obs=torch.from_numpy(obs.reshape(batch, length + 1, *self.observation_shape)),
+            actions=torch.from_numpy(actions),
+            factors=torch.from_numpy(factors),
+            magnitudes=None if magnitudes is None else torch.from_numpy(magnitudes),
+        )
+
+    def observation_to_image(self, obs: np.ndarray) -> np.ndarray:
+        """Displayable frames ``[N, H, W, C]`` uint8 from observations ``[N, *obs_shape]``.
+
+        Float observations are read as intensities in [0, 1] (what decoders output).
+        """
+        if not self.is_image:
+            raise ValueError(f"{type(self).__name__} has non-image observations {self.observation_shape}; "
+                             "it must override observation_to_image")
+        obs = np.asarray(obs)
+        if obs.dtype != np.uint8:
+            obs = np.round(np.clip(obs, 0.0, 1.0) * 255).astype(np.uint8)
+        images = obs.transpose(0, 2, 3, 1)
+        return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"

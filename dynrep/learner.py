@@ -1,0 +1,255 @@
+"""RepresentationLearner: one object that joins an environment, a model and a trainer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from dynrep import __version__
+from dynrep.config import config_to_dict
+from dynrep.data.trajectory import Trajectory
+from dynrep.envs.base import Environment, as_generator, check_int
+from dynrep.envs.registry import make_env
+from dynrep.metrics.dynamics import per_step_bce
+from dynrep.models.registry import build_model
+from dynrep.training.callbacks import Callback, Checkpoint, ProgressBar
+from dynrep.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dynrep.training.trainer import Trainer
+from dynrep.viz import gif, plots
+
+#: Independent random streams derived from the learner's seed (training uses the seed itself).
+_TEST_STREAM, _EVAL_STREAM, _ANIMATE_STREAM = 1, 2, 3
+ANIMATION_KINDS = ("rollout", "traversal")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is checked by torch."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+
+
+@dataclass
+class TestResult:
+    """Open-loop test episodes.
+
+    Attributes:
+        true_frames: ground truth ``[N, T+1, H, W, C]`` uint8.
+        predicted_frames: the model's frames ``[N, T+1, H, W, C]`` uint8 (open-loop
+            rollout from the first frame for models with dynamics, per-frame
+            reconstruction otherwise).
+        step_errors: ``[T+1]`` mean binary cross-entropy per step over episodes and elements.
+        actions: ``[N, T]`` actions taken; factors: ``[N, T+1, K]`` true factors.
+    """
+
+    true_frames: np.ndarray
+    predicted_frames: np.ndarray
+    step_errors: np.ndarray
+    actions: np.ndarray
+    factors: np.ndarray
+
+
+class RepresentationLearner:
+    """Train, test, evaluate, animate, save and load any registered model on any environment.
+
+    Args:
+        env: an :class:`~dynrep.envs.base.Environment` or a registered name (``"gridworld"``).
+        model: a registered model name (see :func:`dynrep.list_models`).
+        seed: seeds weight initialisation, the training data stream and the model's noise.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
+        **config: overrides of the model's ``Config`` (``latent_dim=4``, ``lr=1e-3``...).
+
+    Example::
+
+        learner = RepresentationLearner(GridWorld(size=5), model="rotation", latent_dim=4, seed=0)
+        learner.train(steps=3000)
+        learner.animate("rollout.gif")
+    """
+
+    def __init__(self, env: Environment | str, model: str = "rotation", *, seed: int = 0,
+                 device: str | torch.device = "auto", **config: Any):
+        self.env = make_env(env) if isinstance(env, str) else env
+        if not isinstance(self.env, Environment):
+            raise TypeError(f"env must be an Environment or a registered name, got {type(env).__name__}")
+        self.seed = check_int("seed", seed, 0)
+        self.device = resolve_device(device)
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching global state
+            torch.manual_seed(self.seed)
+            self.model = build_model(model, self.env, **config)
+        self.model.to(self.device).eval()
+        self.trainer = Trainer(self.model, self.env, seed=self.seed, device=self.device)
+
+    # -- training ----------------------------------------------------------------------
+    @property
+    def history(self) -> dict[str, list[float]]:
+        """Every logged loss term per optimiser step, ``"loss"`` being the total."""
+        return self.trainer.history
+
+    @property
+    def step(self) -> int:
+        """Optimiser steps taken so far (across ``train`` calls and checkpoints)."""
+        return self.trainer.step
+
+    def train(self, steps: int, *, time_limit: float | None = None, progress: bool = True,
+              checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
+              callbacks: Sequence[Callback] = ()) -> dict[str, list[float]]:
+        """Run ``steps`` optimiser steps (or until ``time_limit`` seconds pass).
+
+        With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps
+        and when training stops, including on the time limit. Returns :attr:`history`.
+        """
+        cbs = list(callbacks)
+        if progress:
+            cbs.append(ProgressBar())
+        if checkpoint_dir is not None:
+            cbs.append(Checkpoint(lambda: self.save(checkpoint_dir), checkpoint_every))
+        elif checkpoint_every is not None:
+            raise ValueError("checkpoint_every needs checkpoint_dir")
+        return self.trainer.fit(steps, time_limit=time_limit, callbacks=cbs)
+
+    # -- inference ---------------------------------------------------------------------
+    def _as_tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return (x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))).to(self.device)
+
+    @torch.no_grad()
+    def encode(self, obs: np.ndarray | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Representations ``[B, latent_dim]`` (on CPU) of observations ``[B, *obs_shape]``."""
+        obs = self._as_tensor(obs)
+        if tuple(obs.shape[1:]) != tuple(self.env.observation_shape):
+            raise ValueError(f"obs must have shape [B, {', '.join(map(str, self.env.observation_shape))}], "
+                             f"got {list(obs.shape)}")
+        return torch.cat([self.model.representation(chunk).cpu() for chunk in obs.split(batch_size)])
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Observations in [0, 1] ``[B, *obs_shape]`` (on CPU) of latents ``[B, latent_dim]``."""
+        return self.model.decode(self._as_tensor(z).float()).cpu()
+
+    @torch.no_grad()
+    def rollout(self, obs: np.ndarray | torch.Tensor, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Open-loop prediction: frames ``[B, T+1, *obs_shape]`` in [0, 1] from first observations
+        ``[B, *obs_shape]`` and actions ``[B, T]`` (models with dynamics only)."""
+        z = self.model.representation(self._as_tensor(obs))
+        actions = self._as_tensor(actions).long()
+        latents = [z]
+        for t in range(actions.shape[1]):
+            latents.append(self.model.transition(latents[-1], actions[:, t]))
+        frames = self.model.decode(torch.stack(latents, 1).flatten(0, 1))
+        return frames.view(len(z), actions.shape[1] + 1, *self.env.observation_shape).cpu()
+
+    def _to_frames(self, obs: np.ndarray) -> np.ndarray:
+        """Displayable frames ``[N, T, H, W, C]`` uint8 of observations ``[N, T, *obs_shape]``."""
+        images = self.env.observation_to_image(obs.reshape(-1, *obs.shape[2:]))
+        return images.reshape(*obs.shape[:2], *images.shape[1:])
+
+    def _episodes(self, num_episodes: int, episode_length: int, stream: int, seed: int | None) -> Trajectory:
+        rng = as_generator(np.random.default_rng([self.seed if seed is None else seed, stream]))
+        return self.env.sample_trajectories(num_episodes, episode_length, rng)
+
+    @torch.no_grad()
+    def test(self, num_episodes: int = 8, episode_length: int = 20, seed: int | None = None) -> TestResult:
+        """Run the model on fresh random episodes; see :class:`TestResult`."""
+        check_int("num_episodes", num_episodes, 1)
+        check_int("episode_length", episode_length, 0)
+        batch = self._episodes(num_episodes, episode_length, _TEST_STREAM, seed)
+        predicted = self.model.predict(batch.to(self.device)).cpu().numpy()
+        obs = batch.obs.numpy()
+        return TestResult(
+            true_frames=self._to_frames(obs), predicted_frames=self._to_frames(predicted),
+            step_errors=per_step_bce(obs, predicted),
+            actions=batch.actions.numpy(), factors=batch.factors.numpy())
+
+    @torch.no_grad()
+    def evaluate(self, num_episodes: int = 64, episode_length: int = 10,
+                 prediction_steps: Sequence[int] = (1, 5, 10), seed: int | None = None) -> dict[str, float]:
+        """Scores as a flat ``dict[str, float]``.
+
+        ``reconstruction_error``: mean BCE of ``decode(encode(x))`` over all frames of
+        ``num_episodes`` random episodes. Models with dynamics add
+        ``prediction_error/<k>``, the BCE of the open-loop prediction ``k`` steps after
+        the encoded first frame, and model-specific scores (for the rotation model:
+        ``rotation_purity/<action>``, ``rotation_purity_min``, ``rotation_eigen_purity/<action>``,
+        ``plane_sharing``, ``plane_disjoint``, ``entanglement``).
+        """
+        check_int("num_episodes", num_episodes, 1)
+        check_int("episode_length", episode_length, 0)
+        for k in prediction_steps:
+            check_int("prediction_steps", k, 1, episode_length)
+        batch = self._episodes(num_episodes, episode_length, _EVAL_STREAM, seed).to(self.device)
+        obs = batch.obs.flatten(0, 1)
+        reconstructed = torch.cat([self.model.reconstruct(chunk) for chunk in obs.split(256)])
+        scores = {"reconstruction_error": float(per_step_bce(obs[:, None].cpu().numpy(),
+                                                             reconstructed[:, None].cpu().numpy())[0])}
+        if self.model.has_dynamics:
+            errors = per_step_bce(batch.obs.cpu().numpy(), self.model.predict(batch).cpu().numpy())
+            scores.update({f"prediction_error/{k}": float(errors[k]) for k in prediction_steps})
+        scores.update(self.model.structure_scores())
+        return scores
+
+    # -- pictures ----------------------------------------------------------------------
+    @torch.no_grad()
+    def animate(self, path: str | Path, kind: str = "rollout", *, num_episodes: int = 4, num_frames: int = 20,
+                fps: float = 4.0, seed: int | None = None) -> Path:
+        """Write a GIF to ``path`` and return the path.
+
+        ``kind="rollout"``: ``num_episodes`` random episodes of ``num_frames - 1`` actions,
+        ground truth and prediction side by side. ``kind="traversal"``: from one random
+        frame, each action applied repeatedly (models with dynamics) or each latent
+        dimension swept over [-3, 3] (others), one tile per action or dimension.
+        """
+        if kind not in ANIMATION_KINDS:
+            raise ValueError(f"kind must be one of {ANIMATION_KINDS}, got {kind!r}")
+        check_int("num_frames", num_frames, 2)
+        if kind == "rollout":
+            result = self.test(num_episodes=num_episodes, episode_length=num_frames - 1, seed=seed)
+            return gif.write_rollout_gif(path, result.true_frames, result.predicted_frames, fps=fps)
+        start = self._episodes(1, 0, _ANIMATE_STREAM, seed).obs[:, 0].to(self.device)
+        frames, labels = self.model.traverse(start, num_frames)
+        return gif.write_traversal_gif(path, self._to_frames(frames.cpu().numpy()), labels, fps=fps)
+
+    def plot_training(self, path: str | Path) -> Path:
+        """PNG of every loss term against the optimiser step."""
+        return plots.plot_history(self.history, path)
+
+    def plot_representation(self, path: str | Path) -> Path:
+        """PNG heatmap of the learned action angles (rotation model)."""
+        if not hasattr(self.model, "angles"):
+            raise ValueError(f"model {self.model.model_name!r} has no action angles to plot")
+        return plots.plot_rotation_angles(self.model.angles.detach().cpu().numpy(), self.model.action_names,
+                                          self.model.config.latent_dim, path)
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint directory (``config.json`` + ``state.pt``), atomically."""
+        config = {"dynrep_version": __version__, "seed": self.seed, "step": self.step,
+                  "env": {"name": self.env.env_name, "config": self.env.get_config()},
+                  "model": {"name": self.model.model_name, "config": config_to_dict(self.model.config)}}
+        return save_checkpoint(path, config, self.trainer.state_dict())
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "auto") -> "RepresentationLearner":
+        """Rebuild a learner from a checkpoint: model, optimiser, step, RNG states and history,
+        so that ``train`` continues exactly as an uninterrupted run would."""
+        config, state = load_checkpoint(path, map_location="cpu")
+        try:
+            env = make_env(config["env"]["name"], **config["env"]["config"])
+            learner = cls(env, config["model"]["name"], seed=config["seed"], device=device,
+                          **config["model"]["config"])
+            learner.trainer.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"checkpoint {path} cannot be restored: {err}") from err
+        return learner
+
+    def __repr__(self) -> str:
+        return (f"RepresentationLearner(env={self.env!r}, model={self.model.model_name!r}, seed={self.seed}, "
+                f"device='{self.device}', step={self.step})")
+
+
+#: Name used by the seed project (tomdbar/dynamical-disentanglement).
+DynamicRepresentationLearner = RepresentationLearner

@@ -1,0 +1,1 @@
+"""Disentanglement, identifiability and dynamics metrics."""

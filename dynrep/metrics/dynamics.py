@@ -1,0 +1,104 @@
+"""Dynamics metrics: per-step prediction error and the structure of learned action rotations.
+
+Pure numpy: they read arrays (frames, angles, matrices), never a model or an environment.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def per_step_bce(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Mean binary cross-entropy per time step.
+
+    Args:
+        target: true frames ``[N, T+1, ...]`` in [0, 1] (float) or uint8 0..255.
+        predicted: predicted probabilities ``[N, T+1, ...]`` in [0, 1].
+
+    Returns:
+        ``[T+1]`` float64: the error at step ``t`` averaged over episodes and elements
+        (the seed project's "Recon. loss" per step).
+    """
+    target = np.asarray(target)
+    if target.dtype == np.uint8:
+        target = target / 255.0
+    predicted = np.asarray(predicted, dtype=np.float64)
+    if target.shape != predicted.shape or target.ndim < 2:
+        raise ValueError(f"target and predicted must have the same shape [N, T+1, ...], got "
+                         f"{target.shape} and {predicted.shape}")
+    p = np.clip(predicted, 1e-6, 1 - 1e-6)
+    bce = -(target * np.log(p) + (1 - target) * np.log1p(-p))
+    return bce.reshape(bce.shape[0], bce.shape[1], -1).mean(axis=(0, 2))
+
+
+def _wrap(angles: np.ndarray) -> np.ndarray:
+    """Angles mapped to (-pi, pi]."""
+    return np.arctan2(np.sin(angles), np.cos(angles))
+
+
+def angle_purity(angles: np.ndarray) -> np.ndarray:
+    """Share of each action's squared (wrapped) angle in its largest plane, ``[A, P] -> [A]``.
+
+    1.0 means the action rotates a single coordinate plane; an action that does not
+    rotate at all scores 0.
+    """
+    squared = _wrap(np.asarray(angles, dtype=np.float64)) ** 2
+    total = squared.sum(-1)
+    return np.divide(squared.max(-1), total, out=np.zeros_like(total), where=total > 0)
+
+
+def eigen_purity(matrices: np.ndarray) -> np.ndarray:
+    """Parametrisation-free purity of rotation matrices ``[A, n, n] -> [A]``.
+
+    The eigenvalues of a rotation are ``exp(±iφ_k)``, one pair per invariant plane;
+    purity = largest φ² / sum over planes of φ² (1.0 = one plane). Unlike
+    :func:`angle_purity` it does not depend on how the matrix was parametrised.
+    """
+    phases = np.angle(np.linalg.eigvals(np.asarray(matrices, dtype=np.float64))) ** 2  # [A, n]
+    per_plane = phases.sum(-1) / 2  # each plane's angle appears twice (±φ)
+    return np.clip(np.divide(phases.max(-1), per_plane, out=np.zeros_like(per_plane), where=per_plane > 1e-12),
+                   0.0, 1.0)
+
+
+def dominant_planes(angles: np.ndarray, latent_dim: int) -> list[tuple[int, int]]:
+    """The coordinate plane ``(i, j)`` with the largest squared angle, for each action."""
+    planes = [(i, j) for i in range(latent_dim) for j in range(i + 1, latent_dim)]
+    return [planes[k] for k in np.argmax(_wrap(np.asarray(angles)) ** 2, axis=-1)]
+
+
+def rotation_structure(angles: np.ndarray, matrices: np.ndarray, action_names: Sequence[str],
+                       action_factors: Sequence[int]) -> dict[str, float]:
+    """Scores of how disentangled a set of action rotations is.
+
+    Args:
+        angles: ``[A, n(n-1)/2]`` Givens angles per action.
+        matrices: ``[A, n, n]`` the actions' rotation matrices.
+        action_names: ``A`` names, used in the keys.
+        action_factors: the factor each action moves (actions of one factor should share a plane).
+
+    Returns keys ``rotation_purity/<action>``, ``rotation_purity_min``,
+    ``rotation_eigen_purity/<action>``, ``rotation_eigen_purity_min``, ``plane_sharing`` (share of factors whose
+    actions all have the same dominant plane) and, with two or more factors,
+    ``plane_disjoint`` (share of factor pairs whose dominant planes have no coordinate in common).
+    """
+    angles = np.asarray(angles, dtype=np.float64)
+    if len(action_names) != len(angles) or len(action_factors) != len(angles):
+        raise ValueError(f"need one name and one factor per action: {len(angles)} actions, "
+                         f"{len(action_names)} names, {len(action_factors)} factors")
+    purity, eigen = angle_purity(angles), eigen_purity(matrices)
+    scores = {f"rotation_purity/{a}": float(p) for a, p in zip(action_names, purity)}
+    scores["rotation_purity_min"] = float(purity.min())
+    scores.update({f"rotation_eigen_purity/{a}": float(p) for a, p in zip(action_names, eigen)})
+    scores["rotation_eigen_purity_min"] = float(eigen.min())
+
+    planes = dominant_planes(angles, matrices.shape[-1])
+    by_factor: dict[int, set[tuple[int, int]]] = {}
+    for factor, plane in zip(action_factors, planes):
+        by_factor.setdefault(factor, set()).add(plane)
+    scores["plane_sharing"] = float(np.mean([len(p) == 1 for p in by_factor.values()]))
+    coords = [{c for plane in p for c in plane} for p in by_factor.values()]
+    pairs = [(a, b) for i, a in enumerate(coords) for b in coords[i + 1:]]
+    if pairs:
+        scores["plane_disjoint"] = float(np.mean([not (a & b) for a, b in pairs]))
+    return scores

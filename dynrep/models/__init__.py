@@ -1,0 +1,7 @@
+"""Registered representation models; importing this package registers them all."""
+from dynrep.models import rotation, vae  # noqa: F401  (registration side effect)
+from dynrep.models.base import LossOutput, ModelConfig, Posterior, RepresentationModel
+from dynrep.models.registry import build_model, list_models, register_model
+
+__all__ = ["LossOutput", "ModelConfig", "Posterior", "RepresentationModel", "build_model", "list_models",
+           "register_model"]

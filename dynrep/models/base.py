@@ -1,0 +1,170 @@
+"""RepresentationModel: the interface every registered model implements."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from dynrep.data.trajectory import Trajectory
+from dynrep.envs.base import check_int
+from dynrep.models.nets import build_decoder, build_encoder
+
+
+@dataclass
+class ModelConfig:
+    """Options shared by every model; each model nests a subclass with its own defaults.
+
+    Attributes:
+        latent_dim: size of the representation.
+        batch_size: episodes per training step.
+        episode_length: actions per training episode (0 = independent frames).
+        lr: Adam learning rate (models may give parts their own rates).
+        max_action_magnitude: actions of training episodes have magnitudes ``1..max``.
+        channels: conv channels per stride-2 layer (image observations).
+        hidden: width of the fully connected layer after the conv stack.
+        mlp_hidden: hidden widths of the MLP used for vector observations.
+    """
+
+    latent_dim: int = 10
+    batch_size: int = 64
+    episode_length: int = 0
+    lr: float = 1e-3
+    max_action_magnitude: int = 1
+    channels: tuple[int, ...] = (32, 32, 64, 64)
+    hidden: int = 256
+    mlp_hidden: tuple[int, ...] = (64,)
+
+    #: Smallest latent size the model accepts.
+    min_latent_dim: ClassVar[int] = 1
+
+    def __post_init__(self):
+        check_int("latent_dim", self.latent_dim, self.min_latent_dim)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("episode_length", self.episode_length, 0)
+        check_int("max_action_magnitude", self.max_action_magnitude, 1)
+        check_int("hidden", self.hidden, 1)
+        if not self.channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1
+                                    for c in self.channels):
+            raise ValueError(f"channels must be a non-empty sequence of positive ints, got {self.channels!r}")
+        if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.mlp_hidden):
+            raise ValueError(f"mlp_hidden must be a sequence of positive ints, got {self.mlp_hidden!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be a positive float, got {self.lr!r}")
+
+
+@dataclass
+class Posterior:
+    """Encoder output: ``mean [B, latent_dim]`` and, for stochastic encoders, ``logvar``."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor | None = None
+
+
+@dataclass
+class LossOutput:
+    """``total`` is what the optimiser minimises; ``terms`` are scalars logged in the history."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def observations_to_float(obs: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [0, 1]; float observations are returned as they are."""
+    return obs.float().div_(255.0) if obs.dtype == torch.uint8 else obs.float()
+
+
+class RepresentationModel(nn.Module, abc.ABC):
+    """Base class of every registered model.
+
+    Subclasses nest a ``Config`` dataclass (a :class:`ModelConfig` subclass), are
+    registered with ``@register_model(name)`` and implement :meth:`encode` and
+    :meth:`loss`. The base builds ``self.encoder`` (to ``encoder_outputs()`` numbers)
+    and ``self.decoder`` from the environment's observation shape.
+    """
+
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    model_name: ClassVar[str] = ""
+    #: True for models with a latent transition (``transition``, open-loop ``predict``).
+    has_dynamics: ClassVar[bool] = False
+
+    def __init__(self, env, config: ModelConfig):
+        super().__init__()
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.observation_shape = tuple(env.observation_shape)
+        self.action_names = tuple(env.actions.names)
+        self.action_factors = tuple(env.actions.factor_of)
+        c = config
+        self.encoder = build_encoder(self.observation_shape, self.encoder_outputs(), c.channels, c.hidden,
+                                     c.mlp_hidden)
+        self.decoder = build_decoder(c.latent_dim, self.observation_shape, c.channels, c.hidden, c.mlp_hidden)
+
+    # -- what subclasses provide -------------------------------------------------------
+    def encoder_outputs(self) -> int:
+        """Number of encoder outputs (``latent_dim`` for deterministic encoders)."""
+        return self.config.latent_dim
+
+    @abc.abstractmethod
+    def encode(self, obs: torch.Tensor) -> Posterior:
+        """Posterior of observations ``[B, *obs_shape]`` (uint8 or float)."""
+
+    @abc.abstractmethod
+    def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
+        """Training loss of one batch at optimiser step ``step``."""
+
+    # -- shared behaviour ----------------------------------------------------------------
+    def representation(self, obs: torch.Tensor) -> torch.Tensor:
+        """What metrics read: the posterior mean ``[B, latent_dim]``."""
+        return self.encode(obs).mean
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder logits ``[B, *obs_shape]`` of latents ``[B, latent_dim]``."""
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Observations in [0, 1], ``[B, *obs_shape]``, of latents ``[B, latent_dim]``."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    def transition(self, z: torch.Tensor, actions: torch.Tensor,
+                   magnitudes: torch.Tensor | None = None) -> torch.Tensor:
+        """Next latents ``[B, latent_dim]`` after ``actions [B]``; only for models with dynamics."""
+        raise ValueError(f"model {self.model_name!r} has no latent dynamics (has_dynamics is False)")
+
+    def reconstruct(self, obs: torch.Tensor) -> torch.Tensor:
+        """``decode(representation(obs))``: frames ``[B, *obs_shape]`` in [0, 1]."""
+        return self.decode(self.representation(obs))
+
+    def predict(self, batch: Trajectory) -> torch.Tensor:
+        """Predicted frames ``[B, T+1, *obs_shape]`` in [0, 1] for a batch of episodes.
+
+        Models with dynamics roll out open-loop from the first frame; others
+        reconstruct each frame independently.
+        """
+        return self.reconstruct(batch.obs.flatten(0, 1)).view(*batch.obs.shape[:2], *self.observation_shape)
+
+    def traverse(self, obs: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, list[str]]:
+        """Latent traversal from one observation ``[1, *obs_shape]``.
+
+        Returns frames ``[R, num_frames, *obs_shape]`` in [0, 1] (one row per latent
+        dimension, its value swept over [-3, 3] around the mean) and the row labels.
+        """
+        check_int("num_frames", num_frames, 2)
+        z = self.representation(obs)[0]
+        dims = z.shape[0]
+        values = torch.linspace(-3.0, 3.0, num_frames, device=z.device)
+        grid = z.expand(dims, num_frames, dims).clone()
+        grid[torch.arange(dims), :, torch.arange(dims)] = values
+        frames = self.decode(grid.reshape(-1, dims))
+        return frames.view(dims, num_frames, *self.observation_shape), [f"z{i}" for i in range(dims)]
+
+    def parameter_groups(self) -> list[dict]:
+        """Optimiser parameter groups; override to give parts their own learning rates."""
+        return [{"params": list(self.parameters()), "lr": self.config.lr}]
+
+    def structure_scores(self) -> dict[str, float]:
+        """Model-specific evaluation scores (e.g. rotation purity); empty by default."""
+        return {}

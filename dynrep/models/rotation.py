@@ -1,0 +1,171 @@
+"""Rotation learner (Quessard et al. 2020): actions as products of Givens rotations on a sphere."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dynrep.data.trajectory import Trajectory
+from dynrep.envs.base import check_int
+from dynrep.metrics.dynamics import rotation_structure
+from dynrep.models.base import LossOutput, ModelConfig, Posterior, RepresentationModel, observations_to_float
+from dynrep.models.registry import register_model
+from dynrep.training.schedules import linear_ramp
+
+
+def plane_indices(n: int) -> list[tuple[int, int]]:
+    """Coordinate planes ``(i, j)``, ``i < j``, in the order (0,1), (0,2), ..., (n-2, n-1)."""
+    return [(i, j) for i in range(n) for j in range(i + 1, n)]
+
+
+def givens_product(angles: torch.Tensor, n: int) -> torch.Tensor:
+    """Rotation matrices ``[..., n, n]`` from angles ``[..., n(n-1)/2]``.
+
+    The matrix is ``R_01(a_0) @ R_02(a_1) @ ... @ R_{n-2,n-1}(a_last)`` where ``R_ij``
+    is the identity except ``[i,i] = [j,j] = cos``, ``[i,j] = sin``, ``[j,i] = -sin``.
+    All planes are built at once and multiplied in a balanced tree (log2 of the
+    number of planes batched matmuls), keeping the left-to-right order.
+    """
+    planes = plane_indices(n)
+    if angles.shape[-1] != len(planes):
+        raise ValueError(f"angles must have {len(planes)} entries per matrix for n={n}, got {angles.shape[-1]}")
+    i, j = torch.tensor(planes, device=angles.device).T
+    p = torch.arange(len(planes), device=angles.device)
+    diag = torch.zeros(len(planes), n, n, device=angles.device, dtype=angles.dtype)
+    skew = torch.zeros_like(diag)
+    diag[p, i, i] = 1.0
+    diag[p, j, j] = 1.0
+    skew[p, i, j] = 1.0
+    skew[p, j, i] = -1.0
+    eye = torch.eye(n, device=angles.device, dtype=angles.dtype)
+    cos, sin = angles.cos()[..., None, None], angles.sin()[..., None, None]
+    mats = eye + (cos - 1.0) * diag + sin * skew  # [..., P, n, n]
+    while mats.shape[-3] > 1:
+        if mats.shape[-3] % 2:
+            mats = torch.cat([mats, eye.expand(*mats.shape[:-3], 1, n, n)], dim=-3)
+        mats = mats[..., 0::2, :, :] @ mats[..., 1::2, :, :]
+    return mats[..., 0, :, :]
+
+
+def entanglement(angles: torch.Tensor) -> torch.Tensor:
+    """Regulariser of each action's angles ``[A, P]``: mean over actions of sum(θ²) - max(θ²)."""
+    squared = angles.square()
+    return (squared.sum(-1) - squared.max(-1).values).mean()
+
+
+@register_model("rotation")
+class RotationModel(RepresentationModel):
+    """Deterministic autoencoder on the unit sphere with one rotation per action.
+
+    The encoder's output is L2-normalised; each action ``a`` owns one angle per
+    coordinate plane and acts as ``z -> R(θ_a · m) z`` (``m`` the magnitude). Training
+    encodes the first frame of each episode, rolls the latent out open-loop through
+    the actions, and scores every decoded frame with binary cross-entropy, plus the
+    entanglement regulariser ``λ_t · |L_ent - target|`` with ``λ_t`` ramped linearly
+    from 0 to ``reg_weight`` over ``reg_warmup_steps``.
+    """
+
+    @dataclass
+    class Config(ModelConfig):
+        """Defaults are the paper's GridWorld/Flatland settings (latent 4, 5 steps, 16 episodes,
+        Adam 1e-2, regulariser 1e-2 towards 0)."""
+
+        latent_dim: int = 4
+        batch_size: int = 16
+        episode_length: int = 5
+        lr: float = 1e-2
+        lr_angles: float | None = None
+        reg_weight: float = 1e-2
+        reg_target: float = 0.0
+        reg_warmup_steps: int = 0
+        angle_init: float | None = None
+
+        min_latent_dim: ClassVar[int] = 2
+
+        def __post_init__(self):
+            super().__post_init__()
+            if self.reg_weight < 0:
+                raise ValueError(f"reg_weight must be >= 0, got {self.reg_weight}")
+            if self.reg_warmup_steps < 0:
+                raise ValueError(f"reg_warmup_steps must be >= 0, got {self.reg_warmup_steps}")
+            if self.lr_angles is not None and not self.lr_angles > 0:
+                raise ValueError(f"lr_angles must be a positive float or None, got {self.lr_angles}")
+
+    has_dynamics = True
+
+    def __init__(self, env, config: Config):
+        if not env.actions.discrete or env.actions.n == 0:
+            raise ValueError(f"the rotation model needs discrete actions; {type(env).__name__} has "
+                             f"{'continuous' if not env.actions.discrete else 'no'} actions")
+        super().__init__(env, config)
+        n = config.latent_dim
+        bound = math.pi / n if config.angle_init is None else config.angle_init
+        self.angles = nn.Parameter(torch.empty(env.actions.n, n * (n - 1) // 2).uniform_(-bound, bound))
+
+    def encode(self, obs: torch.Tensor) -> Posterior:
+        return Posterior(F.normalize(self.encoder(observations_to_float(obs)), dim=-1))
+
+    def action_matrices(self, magnitudes: int = 1) -> torch.Tensor:
+        """Rotation of every action for magnitudes ``1..magnitudes``: ``[magnitudes, A, n, n]``."""
+        scale = torch.arange(1, magnitudes + 1, device=self.angles.device, dtype=self.angles.dtype)
+        return givens_product(scale[:, None, None] * self.angles, self.config.latent_dim)
+
+    def transition(self, z: torch.Tensor, actions: torch.Tensor,
+                   magnitudes: torch.Tensor | None = None) -> torch.Tensor:
+        return self.rollout(z, actions[:, None], None if magnitudes is None else magnitudes[:, None])[:, 1]
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor,
+                magnitudes: torch.Tensor | None = None) -> torch.Tensor:
+        """Open-loop latents ``[B, T+1, n]`` from ``z0 [B, n]`` through ``actions [B, T]``."""
+        mats = self.action_matrices(1 if magnitudes is None else int(magnitudes.max()))
+        m = torch.zeros_like(actions) if magnitudes is None else magnitudes - 1
+        step_mats = mats[m, actions]  # [B, T, n, n]
+        z, latents = z0, [z0]
+        for t in range(actions.shape[1]):
+            z = (step_mats[:, t] @ z.unsqueeze(-1)).squeeze(-1)
+            latents.append(z)
+        return torch.stack(latents, dim=1)
+
+    def _rollout_logits(self, batch: Trajectory) -> torch.Tensor:
+        z = self.rollout(self.encode(batch.obs[:, 0]).mean, batch.actions, batch.magnitudes)
+        return self.decode_logits(z.flatten(0, 1))
+
+    def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
+        c = self.config
+        target = observations_to_float(batch.obs.flatten(0, 1))
+        reconstruction = F.binary_cross_entropy_with_logits(self._rollout_logits(batch), target)
+        ent = entanglement(self.angles)
+        weight = linear_ramp(step, 0.0, c.reg_weight, c.reg_warmup_steps)
+        total = reconstruction + weight * (ent - c.reg_target).abs()
+        return LossOutput(total, {"reconstruction": reconstruction, "entanglement": ent})
+
+    def predict(self, batch: Trajectory) -> torch.Tensor:
+        frames = torch.sigmoid(self._rollout_logits(batch))
+        return frames.view(*batch.obs.shape[:2], *self.observation_shape)
+
+    def traverse(self, obs: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, list[str]]:
+        """One row per action: the start frame's latent rotated by that action 0..num_frames-1 times."""
+        check_int("num_frames", num_frames, 2)
+        z = self.representation(obs)[:1].expand(len(self.action_names), -1)
+        actions = torch.arange(len(self.action_names), device=z.device)[:, None].expand(-1, num_frames - 1)
+        frames = self.decode(self.rollout(z, actions).flatten(0, 1))
+        return frames.view(len(self.action_names), num_frames, *self.observation_shape), list(self.action_names)
+
+    def parameter_groups(self) -> list[dict]:
+        nets = [p for name, p in self.named_parameters() if name != "angles"]
+        lr_angles = self.config.lr if self.config.lr_angles is None else self.config.lr_angles
+        return [{"params": nets, "lr": self.config.lr}, {"params": [self.angles], "lr": lr_angles}]
+
+    def structure_scores(self) -> dict[str, float]:
+        """Rotation purity (angle- and eigen-based) per action and plane sharing (see
+        :func:`dynrep.metrics.dynamics.rotation_structure`), plus the ``entanglement`` regulariser."""
+        with torch.no_grad():
+            matrices = self.action_matrices()[0]
+            scores = rotation_structure(self.angles.cpu().numpy(), matrices.cpu().numpy(),
+                                        self.action_names, self.action_factors)
+            scores["entanglement"] = float(entanglement(self.angles))
+        return scores

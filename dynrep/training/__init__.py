@@ -1,0 +1,7 @@
+"""The training loop, its callbacks, schedules and checkpoints."""
+from dynrep.training.callbacks import Callback, Checkpoint, NaNGuard, NonFiniteLossError, ProgressBar
+from dynrep.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dynrep.training.trainer import Trainer
+
+__all__ = ["Callback", "Checkpoint", "CheckpointError", "NaNGuard", "NonFiniteLossError", "ProgressBar",
+           "Trainer", "load_checkpoint", "save_checkpoint"]

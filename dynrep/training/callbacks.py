@@ -1,0 +1,83 @@
+"""Training callbacks: progress bar, NaN/inf guard, periodic checkpoints.
+
+A callback may implement any of ``on_train_begin(trainer, steps)``,
+``on_loss(trainer, logs)`` (after the loss, before the parameter update: raising
+here leaves the parameters untouched), ``on_step_end(trainer, logs)`` and
+``on_train_end(trainer, reason)`` where ``reason`` is ``"steps"`` or ``"time_limit"``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+
+class Callback:
+    """Base class with no-op hooks."""
+
+    def on_train_begin(self, trainer, steps: int) -> None:
+        pass
+
+    def on_loss(self, trainer, logs: dict[str, float]) -> None:
+        pass
+
+    def on_step_end(self, trainer, logs: dict[str, float]) -> None:
+        pass
+
+    def on_train_end(self, trainer, reason: str) -> None:
+        pass
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; the parameters are left as they were before that step."""
+
+
+class NaNGuard(Callback):
+    """Stops training with :class:`NonFiniteLossError` naming the step and the first non-finite term."""
+
+    def on_loss(self, trainer, logs: dict[str, float]) -> None:
+        for name, value in logs.items():
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"loss term {name!r} is {value} at step {trainer.step}; training stopped before the "
+                    f"update, so the model keeps its step-{trainer.step} parameters (all terms: {logs})")
+
+
+class ProgressBar(Callback):
+    """tqdm bar over the steps of one ``train`` call, showing the loss terms every ``every`` steps."""
+
+    def __init__(self, every: int = 10):
+        self.every = every
+        self.bar = None
+
+    def on_train_begin(self, trainer, steps: int) -> None:
+        self.bar = tqdm(total=steps, desc=f"train {trainer.model.model_name}", unit="step", dynamic_ncols=True)
+
+    def on_step_end(self, trainer, logs: dict[str, float]) -> None:
+        self.bar.update(1)
+        if trainer.step % self.every == 0:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+
+    def on_train_end(self, trainer, reason: str) -> None:
+        if reason == "time_limit":
+            self.bar.write(f"time limit reached at step {trainer.step}")
+        self.bar.close()
+
+
+class Checkpoint(Callback):
+    """Calls ``save()`` every ``every`` steps (if given) and when training ends, whatever the reason."""
+
+    def __init__(self, save: Callable[[], None], every: int | None = None):
+        if every is not None and every < 1:
+            raise ValueError(f"checkpoint_every must be a positive int or None, got {every}")
+        self.save = save
+        self.every = every
+
+    def on_step_end(self, trainer, logs: dict[str, float]) -> None:
+        if self.every and trainer.step % self.every == 0:
+            self.save()
+
+    def on_train_end(self, trainer, reason: str) -> None:
+        if not (self.every and trainer.step % self.every == 0):  # not just saved by on_step_end
+            self.save()

@@ -1,0 +1,9 @@
+"""Step-based schedules (pure functions of the optimiser step, so resuming needs no state)."""
+from __future__ import annotations
+
+
+def linear_ramp(step: int, start: float, end: float, steps: int) -> float:
+    """``start`` at step 0, linearly to ``end`` at ``steps``, constant afterwards (``steps <= 0``: ``end``)."""
+    if steps <= 0 or step >= steps:
+        return end
+    return start + (end - start) * step / steps

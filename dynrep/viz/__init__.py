@@ -1,0 +1,1 @@
+"""GIFs of rollouts and latent traversals; seaborn/matplotlib figures."""

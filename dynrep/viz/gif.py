@@ -1,0 +1,73 @@
+"""Rollout and traversal GIFs written with imageio."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import imageio.v3 as iio
+import numpy as np
+from PIL import Image, ImageDraw
+
+PAD = 2  # pixels between tiles
+LABEL_HEIGHT = 12
+
+
+def _upscale(frames: np.ndarray, min_side: int = 64) -> np.ndarray:
+    """Nearest-neighbour upscaling of ``[..., H, W, C]`` so small frames stay visible."""
+    factor = max(1, -(-min_side // frames.shape[-2]))
+    return frames.repeat(factor, axis=-3).repeat(factor, axis=-2) if factor > 1 else frames
+
+
+def tile(frames: np.ndarray, pad: int = PAD, background: int = 128) -> np.ndarray:
+    """Grid image ``[R*(H+pad)+pad, C*(W+pad)+pad, 3]`` of tiles ``[R, C, H, W, 3]`` uint8."""
+    rows, cols, h, w, c = frames.shape
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), background, dtype=np.uint8)
+    for r in range(rows):
+        for k in range(cols):
+            out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = \
+                frames[r, k]
+    return out
+
+
+def _with_labels(image: np.ndarray, labels: Sequence[str], tile_width: int) -> np.ndarray:
+    """``image`` with a strip above it naming each column of tiles."""
+    strip = Image.new("RGB", (image.shape[1], LABEL_HEIGHT), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for k, label in enumerate(labels):
+        draw.text((PAD + k * (tile_width + PAD), 0), label, fill=(0, 0, 0))
+    return np.concatenate([np.asarray(strip), image], axis=0)
+
+
+def write_gif(path: str | Path, frames: np.ndarray, fps: float = 4.0) -> Path:
+    """Write ``frames [F, H, W, 3]`` uint8 as a looping GIF; returns the path."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [F, H, W, 3], got {frames.dtype} {frames.shape}")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, frames, extension=".gif", duration=1000.0 / fps, loop=0)
+    return path
+
+
+def write_rollout_gif(path: str | Path, true_frames: np.ndarray, predicted_frames: np.ndarray,
+                      fps: float = 4.0) -> Path:
+    """GIF of episodes ``[N, T+1, H, W, 3]``: per step, one row per episode, truth left, prediction right."""
+    if true_frames.shape != predicted_frames.shape:
+        raise ValueError(f"true and predicted frames differ in shape: {true_frames.shape} vs "
+                         f"{predicted_frames.shape}")
+    pairs = _upscale(np.stack([true_frames, predicted_frames], axis=2))  # [N, T+1, 2, H, W, 3]
+    width = pairs.shape[-2]
+    frames = [_with_labels(tile(pairs[:, t]), ["truth", "predicted"], width) for t in range(pairs.shape[1])]
+    return write_gif(path, np.stack(frames), fps)
+
+
+def write_traversal_gif(path: str | Path, frames: np.ndarray, labels: Sequence[str], fps: float = 4.0) -> Path:
+    """GIF of traversals ``[R, F, H, W, 3]``: frame ``f`` shows step ``f`` of every row side by side."""
+    if len(labels) != frames.shape[0]:
+        raise ValueError(f"need one label per traversal, got {len(labels)} labels for {frames.shape[0]}")
+    frames = _upscale(frames)
+    width = frames.shape[-2]
+    out = [_with_labels(tile(frames[None, :, f]), labels, width) for f in range(frames.shape[1])]
+    return write_gif(path, np.stack(out), fps)

@@ -1,0 +1,47 @@
+"""Figures saved as PNG: learned rotation angles and training curves."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def plot_rotation_angles(angles: np.ndarray, action_names: Sequence[str], latent_dim: int,
+                         path: str | Path) -> Path:
+    """Heatmap of angles ``[A, n(n-1)/2]`` (actions x coordinate planes), in units of 2π."""
+    planes = [f"({i},{j})" for i in range(latent_dim) for j in range(i + 1, latent_dim)]
+    wrapped = np.arctan2(np.sin(angles), np.cos(angles)) / (2 * np.pi)
+    fig = Figure(figsize=(1.0 + 0.8 * len(planes), 1.0 + 0.5 * len(action_names)))
+    ax = fig.add_subplot()
+    sns.heatmap(wrapped, ax=ax, annot=True, fmt=".2f", cmap="RdBu_r", vmin=-0.5, vmax=0.5, center=0,
+                xticklabels=planes, yticklabels=list(action_names), cbar_kws={"label": "angle / 2π"})
+    ax.set_xlabel("coordinate plane")
+    ax.set_ylabel("action")
+    ax.set_title("learned rotation angles")
+    return _save(fig, path)
+
+
+def plot_history(history: dict[str, list[float]], path: str | Path) -> Path:
+    """One panel per logged term against the optimiser step (log scale where all values are positive)."""
+    if not history:
+        raise ValueError("the history is empty: train before plotting it")
+    fig = Figure(figsize=(4 * len(history), 3))
+    for k, (name, values) in enumerate(history.items()):
+        ax = fig.add_subplot(1, len(history), k + 1)
+        sns.lineplot(x=np.arange(1, len(values) + 1), y=np.asarray(values), ax=ax, linewidth=0.8)
+        if min(values) > 0:
+            ax.set_yscale("log")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    return _save(fig, path)
