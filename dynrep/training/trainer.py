@@ -23,7 +23,8 @@ class Trainer:
 
     def __init__(self, model, env, *, seed: int, device: torch.device):
         self.model, self.env, self.device = model, env, device
-        self.optimizer = torch.optim.Adam(model.parameter_groups())
+        # The fused kernel updates all parameters in one call: the cheapest optimiser step on CPU and CUDA.
+        self.optimizer = torch.optim.Adam(model.parameter_groups(), fused=device.type in ("cpu", "cuda"))
         self.step = 0
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator(device=device).manual_seed(seed)
