@@ -139,7 +139,9 @@ class ActionSpace:
         if not self.discrete:
             raise ValueError("ActionSpace.sample: continuous action spaces are sampled by their environment")
         if self.n == 0:
-            raise ValueError("this environment has no actions (every factor has a single value)")
+            if np.prod(shape) > 0:
+                raise ValueError("this environment has no actions (every factor has a single value)")
+            return np.zeros(shape, dtype=np.int64)
         return rng.integers(0, self.n, size=shape, dtype=np.int64)
 
 

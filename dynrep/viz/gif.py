@@ -59,7 +59,7 @@ def write_rollout_gif(path: str | Path, true_frames: np.ndarray, predicted_frame
                          f"{predicted_frames.shape}")
     pairs = _upscale(np.stack([true_frames, predicted_frames], axis=2))  # [N, T+1, 2, H, W, 3]
     width = pairs.shape[-2]
-    frames = [_with_labels(tile(pairs[:, t]), ["truth", "predicted"], width) for t in range(pairs.shape[1])]
+    frames = [_with_labels(tile(pairs[:, t]), [f"truth t={t}", "predicted"], width) for t in range(pairs.shape[1])]
     return write_gif(path, np.stack(frames), fps)
 
 
