@@ -59,7 +59,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _animate(args: argparse.Namespace) -> int:
     learner = _resume(args)
-    out = Path(args.output) if args.output else Path(args.run) / f"{args.kind}.gif"
+    run = Path(args.run)
+    out = Path(args.output) if args.output else run.with_name(f"{run.name}_{args.kind}.gif")
     print(learner.animate(out, kind=args.kind, num_frames=args.frames))
     return 0
 
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="checkpoint directory")
     p.add_argument("--kind", choices=["rollout", "traversal"], default="rollout")
     p.add_argument("--frames", type=int, default=20)
-    p.add_argument("--output", default=None, help="GIF path (default: RUN/KIND.gif)")
+    p.add_argument("--output", default=None, help="GIF path (default: RUN_KIND.gif beside the run)")
     common(p)
     p.set_defaults(func=_animate)
 

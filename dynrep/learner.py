@@ -13,7 +13,7 @@ from dynrep.config import config_to_dict
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import Environment, as_generator, check_int
 from dynrep.envs.registry import make_env
-from dynrep.metrics.dynamics import per_step_bce
+from dynrep.metrics.dynamics import mean_bce, per_step_bce
 from dynrep.models.registry import build_model
 from dynrep.training.callbacks import Callback, Checkpoint, ProgressBar
 from dynrep.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -184,8 +184,7 @@ class RepresentationLearner:
         batch = self._episodes(num_episodes, episode_length, _EVAL_STREAM, seed).to(self.device)
         obs = batch.obs.flatten(0, 1)
         reconstructed = torch.cat([self.model.reconstruct(chunk) for chunk in obs.split(256)])
-        scores = {"reconstruction_error": float(per_step_bce(obs[:, None].cpu().numpy(),
-                                                             reconstructed[:, None].cpu().numpy())[0])}
+        scores = {"reconstruction_error": mean_bce(obs.cpu().numpy(), reconstructed.cpu().numpy())}
         if self.model.has_dynamics:
             errors = per_step_bce(batch.obs.cpu().numpy(), self.model.predict(batch).cpu().numpy())
             scores.update({f"prediction_error/{k}": float(errors[k]) for k in prediction_steps})

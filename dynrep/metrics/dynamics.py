@@ -9,6 +9,23 @@ from typing import Sequence
 import numpy as np
 
 
+def _elementwise_bce(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Binary cross-entropy per element; uint8 targets are read as value/255."""
+    target = np.asarray(target)
+    if target.dtype == np.uint8:
+        target = target / 255.0
+    predicted = np.asarray(predicted, dtype=np.float64)
+    if target.shape != predicted.shape:
+        raise ValueError(f"target and predicted must have the same shape, got {target.shape} and {predicted.shape}")
+    p = np.clip(predicted, 1e-6, 1 - 1e-6)
+    return -(target * np.log(p) + (1 - target) * np.log1p(-p))
+
+
+def mean_bce(target: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean binary cross-entropy over all elements of frames in [0, 1] (uint8 targets: 0..255)."""
+    return float(_elementwise_bce(target, predicted).mean())
+
+
 def per_step_bce(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Mean binary cross-entropy per time step.
 
@@ -20,15 +37,9 @@ def per_step_bce(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         ``[T+1]`` float64: the error at step ``t`` averaged over episodes and elements
         (the seed project's "Recon. loss" per step).
     """
-    target = np.asarray(target)
-    if target.dtype == np.uint8:
-        target = target / 255.0
-    predicted = np.asarray(predicted, dtype=np.float64)
-    if target.shape != predicted.shape or target.ndim < 2:
-        raise ValueError(f"target and predicted must have the same shape [N, T+1, ...], got "
-                         f"{target.shape} and {predicted.shape}")
-    p = np.clip(predicted, 1e-6, 1 - 1e-6)
-    bce = -(target * np.log(p) + (1 - target) * np.log1p(-p))
+    if np.ndim(target) < 2:
+        raise ValueError(f"target must have shape [N, T+1, ...], got {np.shape(target)}")
+    bce = _elementwise_bce(target, predicted)
     return bce.reshape(bce.shape[0], bce.shape[1], -1).mean(axis=(0, 2))
 
 

@@ -31,17 +31,24 @@ def _fsync_write(path: Path, data: bytes) -> None:
 
 
 def save_checkpoint(path: str | Path, config: dict[str, Any], state: dict[str, Any]) -> Path:
-    """Write ``config`` (JSON-serialisable) and ``state`` (tensors and plain values) to directory ``path``."""
+    """Write ``config`` (JSON-serialisable) and ``state`` (tensors and plain values) to directory ``path``.
+
+    ``path`` must be new, empty or an earlier checkpoint: a directory holding other
+    files is never replaced (CheckpointError).
+    """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CheckpointError(f"checkpoint path {path} exists and is not a directory")
+    tmp, old = path.with_name(f".{path.name}.writing"), path.with_name(f".{path.name}.previous")
+    if not path.exists() and old.is_dir():  # an earlier save stopped between its two renames
+        old.rename(path)
+    if path.exists() and not (path.is_dir() and {p.name for p in path.iterdir()} <= {CONFIG_FILE, STATE_FILE}):
+        raise CheckpointError(f"{path} exists and holds more than a dynrep checkpoint ({CONFIG_FILE}, "
+                              f"{STATE_FILE}); refusing to replace it")
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
     payload = dict(config, state_sha256=hashlib.sha256(data).hexdigest())
     text = json.dumps(payload, indent=2, sort_keys=True).encode()  # fails before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = path.with_name(f".{path.name}.writing"), path.with_name(f".{path.name}.previous")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     _fsync_write(tmp / STATE_FILE, data)
