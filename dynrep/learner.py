@@ -179,8 +179,9 @@ class RepresentationLearner:
         """
         check_int("num_episodes", num_episodes, 1)
         check_int("episode_length", episode_length, 0)
-        for k in prediction_steps:
-            check_int("prediction_steps", k, 1, episode_length)
+        if self.model.has_dynamics:
+            for k in prediction_steps:
+                check_int("prediction_steps", k, 1, episode_length)
         batch = self._episodes(num_episodes, episode_length, _EVAL_STREAM, seed).to(self.device)
         obs = batch.obs.flatten(0, 1)
         reconstructed = torch.cat([self.model.reconstruct(chunk) for chunk in obs.split(256)])

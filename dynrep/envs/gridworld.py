@@ -102,6 +102,7 @@ class GridWorld(Environment):
         self._bg = np.array([PALETTE[c] for c in self.backgrounds], dtype=np.uint8)
         self._table: np.ndarray | None = None
         self._sizes = np.asarray(self.factors.sizes, dtype=np.int64)
+        self._frame_bytes = int(np.prod(self.observation_shape)) * self.observation_dtype.itemsize
 
     def get_config(self) -> dict[str, Any]:
         return {"size": [self.rows, self.cols], "scales": list(self.scales), "colours": list(self.colours),
@@ -126,7 +127,7 @@ class GridWorld(Environment):
             raise ValueError(f"factors must have shape [N, {len(self.factors)}], got {factors.shape}")
         if factors.size and ((factors < 0).any() or (factors >= self._sizes).any()):
             raise ValueError(f"factors out of range: each column k must be in [0, {list(self.factors.sizes)}[k])")
-        if self._table is None and self.factors.num_states * np.prod(self.observation_shape) <= CACHE_BYTES:
+        if self._table is None and self.factors.num_states * self._frame_bytes <= CACHE_BYTES:
             # Small worlds: draw every state once, then rendering is a gather.
             self._table = self._draw(self.factors.from_index(np.arange(self.factors.num_states)))
         if self._table is not None:

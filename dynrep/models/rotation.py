@@ -124,6 +124,10 @@ class RotationModel(RepresentationModel):
     def rollout(self, z0: torch.Tensor, actions: torch.Tensor,
                 magnitudes: torch.Tensor | None = None) -> torch.Tensor:
         """Open-loop latents ``[B, T+1, n]`` from ``z0 [B, n]`` through ``actions [B, T]``."""
+        if magnitudes is not None and not magnitudes.numel():
+            magnitudes = None
+        if magnitudes is not None and int(magnitudes.min()) < 1:
+            raise ValueError(f"magnitudes must be >= 1, got {int(magnitudes.min())}")
         mats = self.action_matrices(1 if magnitudes is None else int(magnitudes.max()))
         m = torch.zeros_like(actions) if magnitudes is None else magnitudes - 1
         step_mats = mats[m, actions]  # [B, T, n, n]

@@ -37,7 +37,8 @@ class NaNGuard(Callback):
     """Stops training with :class:`NonFiniteLossError` naming the step and the first non-finite term."""
 
     def on_loss(self, trainer, logs: dict[str, float]) -> None:
-        for name, value in logs.items():
+        # The components first: a NaN term also makes the total NaN, and the term is the news.
+        for name, value in sorted(logs.items(), key=lambda item: item[0] == "loss"):
             if not math.isfinite(value):
                 raise NonFiniteLossError(
                     f"loss term {name!r} is {value} at step {trainer.step}; training stopped before the "
@@ -73,11 +74,16 @@ class Checkpoint(Callback):
             raise ValueError(f"checkpoint_every must be a positive int or None, got {every}")
         self.save = save
         self.every = every
+        self.saved_step: int | None = None
+
+    def _save(self, trainer) -> None:
+        self.save()
+        self.saved_step = trainer.step
 
     def on_step_end(self, trainer, logs: dict[str, float]) -> None:
         if self.every and trainer.step % self.every == 0:
-            self.save()
+            self._save(trainer)
 
     def on_train_end(self, trainer, reason: str) -> None:
-        if not (self.every and trainer.step % self.every == 0):  # not just saved by on_step_end
-            self.save()
+        if self.saved_step != trainer.step:
+            self._save(trainer)

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 PAD = 2  # pixels between tiles
-LABEL_HEIGHT = 12
+LINE_HEIGHT = 12
 
 
 def _upscale(frames: np.ndarray, min_side: int = 64) -> np.ndarray:
@@ -29,17 +29,26 @@ def tile(frames: np.ndarray, pad: int = PAD, background: int = 128) -> np.ndarra
     return out
 
 
-def _with_labels(image: np.ndarray, labels: Sequence[str], tile_width: int) -> np.ndarray:
-    """``image`` with a strip above it naming each column of tiles."""
-    strip = Image.new("RGB", (image.shape[1], LABEL_HEIGHT), (255, 255, 255))
+def _with_labels(image: np.ndarray, caption: str, labels: Sequence[str], tile_width: int) -> np.ndarray:
+    """``image`` under a strip with a caption line and a line naming each column of tiles.
+
+    The caption (the step number) also keeps consecutive frames distinct: Pillow merges
+    identical consecutive GIF frames, which would change the frame count.
+    """
+    strip = Image.new("RGB", (image.shape[1], 2 * LINE_HEIGHT), (255, 255, 255))
     draw = ImageDraw.Draw(strip)
+    draw.text((PAD, 0), caption, fill=(0, 0, 0))
     for k, label in enumerate(labels):
-        draw.text((PAD + k * (tile_width + PAD), 0), label, fill=(0, 0, 0))
+        draw.text((PAD + k * (tile_width + PAD), LINE_HEIGHT), label, fill=(0, 0, 0))
     return np.concatenate([np.asarray(strip), image], axis=0)
 
 
 def write_gif(path: str | Path, frames: np.ndarray, fps: float = 4.0) -> Path:
-    """Write ``frames [F, H, W, 3]`` uint8 as a looping GIF; returns the path."""
+    """Write ``frames [F, H, W, 3]`` uint8 as a looping GIF; returns the path.
+
+    Pillow stores identical consecutive frames as one longer frame; the rollout and
+    traversal GIFs caption every frame with its step, so they keep all their frames.
+    """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [F, H, W, 3], got {frames.dtype} {frames.shape}")
@@ -59,7 +68,9 @@ def write_rollout_gif(path: str | Path, true_frames: np.ndarray, predicted_frame
                          f"{predicted_frames.shape}")
     pairs = _upscale(np.stack([true_frames, predicted_frames], axis=2))  # [N, T+1, 2, H, W, 3]
     width = pairs.shape[-2]
-    frames = [_with_labels(tile(pairs[:, t]), [f"truth t={t}", "predicted"], width) for t in range(pairs.shape[1])]
+    steps = pairs.shape[1]
+    frames = [_with_labels(tile(pairs[:, t]), f"step {t}/{steps - 1}", ["truth", "predicted"], width)
+              for t in range(steps)]
     return write_gif(path, np.stack(frames), fps)
 
 
@@ -69,5 +80,6 @@ def write_traversal_gif(path: str | Path, frames: np.ndarray, labels: Sequence[s
         raise ValueError(f"need one label per traversal, got {len(labels)} labels for {frames.shape[0]}")
     frames = _upscale(frames)
     width = frames.shape[-2]
-    out = [_with_labels(tile(frames[None, :, f]), labels, width) for f in range(frames.shape[1])]
+    out = [_with_labels(tile(frames[None, :, f]), f"frame {f}/{frames.shape[1] - 1}", labels, width)
+           for f in range(frames.shape[1])]
     return write_gif(path, np.stack(out), fps)

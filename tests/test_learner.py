@@ -1,0 +1,253 @@
+"""RepresentationLearner facade: construction, seeding, encode/decode/rollout, test, evaluate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_MODEL, assert_same_params, params_of, tiny_learner
+from dynrep import DynamicRepresentationLearner, GridWorld, RepresentationLearner
+from dynrep import TestResult as Result  # aliased so pytest does not try to collect it
+from dynrep.data import Trajectory
+from dynrep.learner import resolve_device
+
+
+@pytest.fixture(scope="module")
+def trained_rotation():
+    learner = tiny_learner("rotation")
+    learner.train(3, progress=False)
+    return learner
+
+
+@pytest.fixture(scope="module")
+def trained_vae():
+    learner = tiny_learner("vae")
+    learner.train(3, progress=False)
+    return learner
+
+
+# -- construction ----------------------------------------------------------------------------
+def test_alias():
+    assert DynamicRepresentationLearner is RepresentationLearner
+
+
+def test_env_given_by_name():
+    learner = RepresentationLearner("gridworld", "rotation", device="cpu", **TINY_MODEL["rotation"])
+    assert isinstance(learner.env, GridWorld)
+    assert learner.env.observation_shape == (3, 64, 64)
+    learner.train(1, progress=False)
+    assert learner.step == 1
+
+
+def test_unknown_names():
+    with pytest.raises(KeyError, match=r"registered environments: \[.*'gridworld'"):
+        RepresentationLearner("atari", "rotation", device="cpu")
+    with pytest.raises(KeyError, match=r"registered models: \[.*'rotation'.*'vae'"):
+        RepresentationLearner(GridWorld(size=3, image_size=16), "diffusion", device="cpu")
+
+
+def test_env_of_wrong_type():
+    with pytest.raises(TypeError, match="env must be an Environment or a registered name, got int"):
+        RepresentationLearner(5, "rotation", device="cpu")
+
+
+def test_bad_arguments_name_themselves():
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
+        tiny_learner("rotation", seed=-1)
+    with pytest.raises(ValueError, match="latent_dim must be >= 2, got 1"):
+        tiny_learner("rotation", latent_dim=1)
+    with pytest.raises(ValueError, match=r"unknown 'vae' model option\(s\) \['reg_weight'\]"):
+        tiny_learner("vae", reg_weight=0.1)
+
+
+def test_device_resolution():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu0'"):
+        resolve_device("gpu0")
+    with pytest.raises(ValueError, match="device must be"):
+        RepresentationLearner(GridWorld(size=3, image_size=16), "rotation", device="banana")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback of device='auto'")
+def test_auto_device_is_cpu_here():
+    env = GridWorld(size=3, image_size=16)
+    learner = RepresentationLearner(env, "rotation", device="auto", **TINY_MODEL["rotation"])
+    assert learner.device == torch.device("cpu")
+    assert learner.model.angles.device.type == "cpu"
+
+
+def test_repr(trained_rotation):
+    text = repr(trained_rotation)
+    assert text.startswith("RepresentationLearner(env=GridWorld(size=[3, 3]")
+    assert "model='rotation'" in text and "step=3" in text and "device='cpu'" in text
+
+
+# -- seeding ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("model", ["rotation", "vae"])
+def test_same_seed_same_weights_and_history(model):
+    a, b = tiny_learner(model, seed=11), tiny_learner(model, seed=11)
+    assert_same_params(params_of(a.model), params_of(b.model))
+    a.train(4, progress=False)
+    b.train(4, progress=False)
+    assert a.history == b.history
+    assert_same_params(params_of(a.model), params_of(b.model))
+
+
+@pytest.mark.parametrize("model", ["rotation", "vae"])
+def test_different_seed_differs(model):
+    a, b = tiny_learner(model, seed=1), tiny_learner(model, seed=2)
+    assert not torch.equal(params_of(a.model)["decoder.0.weight"], params_of(b.model)["decoder.0.weight"])
+    a.train(2, progress=False)
+    b.train(2, progress=False)
+    assert a.history["loss"] != b.history["loss"]
+
+
+def test_learner_leaves_global_rng_alone():
+    torch_state, np_state = torch.random.get_rng_state(), np.random.get_state()
+    learner = tiny_learner("vae", seed=4)
+    learner.train(2, progress=False)
+    learner.test(num_episodes=2, episode_length=1)
+    assert torch.equal(torch_state, torch.random.get_rng_state())
+    assert np.random.get_state()[1].tolist() == np_state[1].tolist()
+
+
+# -- encode / decode / rollout ---------------------------------------------------------------
+def test_encode_rotation_is_unit_norm(trained_rotation):
+    env = trained_rotation.env
+    traj = env.sample_trajectories(7, 3, rng=0)
+    for t in (0, 2):
+        z = trained_rotation.encode(traj.obs[:, t])
+        assert z.shape == (7, 4) and z.device.type == "cpu"
+        assert torch.allclose(z.norm(dim=-1), torch.ones(7), atol=1e-5)
+    # numpy input and small chunks give the same result
+    z = trained_rotation.encode(traj.obs[:, 1])
+    assert torch.allclose(trained_rotation.encode(traj.obs[:, 1].numpy(), batch_size=2), z, atol=1e-6)
+
+
+def test_encode_vae_and_onehot():
+    learner = tiny_learner("vae", env=GridWorld(size=3, observation="onehot"))
+    obs = learner.env.sample_trajectories(4, 0, rng=0).obs[:, 0]
+    assert learner.encode(obs).shape == (4, 3)
+    assert learner.decode(torch.zeros(2, 3)).shape == (2, 9)
+
+
+def test_encode_wrong_shape(trained_rotation):
+    with pytest.raises(ValueError, match=r"obs must have shape \[B, 3, 16, 16\], got \[2, 3, 8, 8\]"):
+        trained_rotation.encode(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="obs must have shape"):
+        trained_rotation.encode(torch.zeros(3, 16, 16, dtype=torch.uint8))  # a missing batch axis
+
+
+def test_decode(trained_rotation):
+    frames = trained_rotation.decode(np.eye(4, dtype=np.float32))
+    assert frames.shape == (4, 3, 16, 16)
+    assert frames.min() >= 0 and frames.max() <= 1
+
+
+def test_rollout_matches_model_prediction(trained_rotation):
+    traj = trained_rotation.env.sample_trajectories(3, 4, rng=1)
+    frames = trained_rotation.rollout(traj.obs[:, 0], traj.actions)
+    assert frames.shape == (3, 5, 3, 16, 16)
+    with torch.no_grad():
+        expected = trained_rotation.model.predict(traj)
+    assert torch.allclose(frames, expected, atol=1e-5)
+    as_numpy = trained_rotation.rollout(traj.obs[:, 0].numpy(), traj.actions.numpy())
+    assert torch.allclose(as_numpy, frames)
+
+
+def test_rollout_without_dynamics(trained_vae):
+    traj = trained_vae.env.sample_trajectories(2, 2, rng=0)
+    with pytest.raises(ValueError, match="model 'vae' has no latent dynamics"):
+        trained_vae.rollout(traj.obs[:, 0], traj.actions)
+
+
+# -- test() ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("fixture", ["trained_rotation", "trained_vae"])
+def test_test_result_shapes(request, fixture):
+    learner = request.getfixturevalue(fixture)
+    result = learner.test(num_episodes=3, episode_length=4)
+    assert isinstance(result, Result)
+    assert result.true_frames.shape == (3, 5, 16, 16, 3) and result.true_frames.dtype == np.uint8
+    assert result.predicted_frames.shape == (3, 5, 16, 16, 3) and result.predicted_frames.dtype == np.uint8
+    assert result.step_errors.shape == (5,) and np.isfinite(result.step_errors).all()
+    assert (result.step_errors > 0).all()
+    assert result.actions.shape == (3, 4)
+    assert result.factors.shape == (3, 5, 2)
+    # The true frames are the environment's rendering of the factors.
+    rendered = learner.env.render(result.factors.reshape(-1, 2)).reshape(3, 5, 3, 16, 16)
+    assert np.array_equal(result.true_frames, rendered.transpose(0, 1, 3, 4, 2))
+
+
+def test_test_is_deterministic_and_seedable(trained_rotation):
+    a = trained_rotation.test(num_episodes=2, episode_length=3)
+    b = trained_rotation.test(num_episodes=2, episode_length=3)
+    c = trained_rotation.test(num_episodes=2, episode_length=3, seed=123)
+    assert np.array_equal(a.factors, b.factors) and np.array_equal(a.predicted_frames, b.predicted_frames)
+    assert np.array_equal(a.step_errors, b.step_errors)
+    assert not np.array_equal(a.factors, c.factors)
+
+
+def test_test_step_errors_match_predictions(trained_rotation):
+    learner = trained_rotation
+    result = learner.test(num_episodes=2, episode_length=2)
+    obs = learner.env.render(result.factors.reshape(-1, 2)).reshape(2, 3, 3, 16, 16)
+    traj = Trajectory(obs=torch.from_numpy(obs), actions=torch.from_numpy(result.actions),
+                      factors=torch.from_numpy(result.factors))
+    with torch.no_grad():
+        predicted = learner.model.predict(traj).numpy()
+    target = obs / 255.0
+    p = np.clip(predicted, 1e-6, 1 - 1e-6)
+    expected = -(target * np.log(p) + (1 - target) * np.log1p(-p)).mean(axis=(0, 2, 3, 4))
+    assert result.step_errors == pytest.approx(expected, rel=1e-5)
+    expected_frames = np.round(predicted.transpose(0, 1, 3, 4, 2) * 255).astype(np.uint8)
+    assert np.abs(result.predicted_frames.astype(int) - expected_frames).max() <= 1
+
+
+def test_test_on_onehot():
+    learner = tiny_learner("rotation", env=GridWorld(size=3, observation="onehot", image_size=15))
+    result = learner.test(num_episodes=2, episode_length=3)
+    assert result.true_frames.shape == (2, 4, 15, 15, 3)
+    assert result.predicted_frames.shape == (2, 4, 15, 15, 3)
+    assert result.step_errors.shape == (4,)
+
+
+def test_test_argument_errors(trained_rotation):
+    with pytest.raises(ValueError, match="num_episodes must be >= 1"):
+        trained_rotation.test(num_episodes=0)
+    with pytest.raises(ValueError, match="episode_length must be >= 0"):
+        trained_rotation.test(episode_length=-1)
+
+
+# -- evaluate() ------------------------------------------------------------------------------
+def test_evaluate_rotation(trained_rotation):
+    scores = trained_rotation.evaluate(num_episodes=4, episode_length=5, prediction_steps=(1, 5))
+    assert all(isinstance(k, str) and isinstance(v, float) and np.isfinite(v) for k, v in scores.items())
+    for key in ("reconstruction_error", "prediction_error/1", "prediction_error/5", "rotation_purity_min",
+                "rotation_eigen_purity_min", "plane_sharing", "plane_disjoint", "entanglement"):
+        assert key in scores, key
+    for action in ("row+", "row-", "column+", "column-"):
+        assert f"rotation_purity/{action}" in scores and f"rotation_eigen_purity/{action}" in scores
+    assert "prediction_error/10" not in scores
+    assert scores["reconstruction_error"] > 0
+    assert scores == trained_rotation.evaluate(num_episodes=4, episode_length=5, prediction_steps=(1, 5))
+
+
+def test_evaluate_default_arguments(trained_rotation):
+    scores = trained_rotation.evaluate(num_episodes=2)
+    assert {"prediction_error/1", "prediction_error/5", "prediction_error/10"} <= set(scores)
+
+
+def test_evaluate_vae(trained_vae):
+    scores = trained_vae.evaluate(num_episodes=4, episode_length=2, prediction_steps=(1,))
+    assert set(scores) == {"reconstruction_error"}
+    assert isinstance(scores["reconstruction_error"], float) and scores["reconstruction_error"] > 0
+
+
+def test_evaluate_prediction_steps_beyond_episode(trained_rotation):
+    with pytest.raises(ValueError, match=r"prediction_steps must be >= 1 and <= 4, got 5"):
+        trained_rotation.evaluate(num_episodes=2, episode_length=4, prediction_steps=(1, 5))
+    with pytest.raises(ValueError, match=r"prediction_steps must be >= 1"):
+        trained_rotation.evaluate(num_episodes=2, episode_length=4, prediction_steps=(0,))
