@@ -148,9 +148,10 @@ class GridWorld(Environment):
         in_rows = (pixels >= r_lo[:, None]) & (pixels < r_hi[:, None])  # [N, H]
         in_cols = (pixels >= c_lo[:, None]) & (pixels < c_hi[:, None])  # [N, W]
         mask = in_rows[:, None, :, None] & in_cols[:, None, None, :]  # [N, 1, H, W]
-        fg = self._fg[self._factor(factors, "colour")][:, :, None, None]  # [N, 3, 1, 1]
-        bg = self._bg[self._factor(factors, "background")][:, :, None, None]
-        return np.where(mask, fg, bg)
+        out = np.empty((len(factors), *self.observation_shape), dtype=np.uint8)
+        out[:] = self._bg[self._factor(factors, "background")][:, :, None, None]
+        np.copyto(out, self._fg[self._factor(factors, "colour")][:, :, None, None], where=mask)
+        return out
 
     def observation_to_image(self, obs: np.ndarray) -> np.ndarray:
         if self.observation == "image":

@@ -13,6 +13,7 @@ from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import check_int
 from dynrep.metrics.dynamics import rotation_structure
 from dynrep.models.base import LossOutput, ModelConfig, Posterior, RepresentationModel, observations_to_float
+from dynrep.models.losses import bernoulli_nll
 from dynrep.models.registry import register_model
 from dynrep.training.schedules import linear_ramp
 
@@ -144,7 +145,7 @@ class RotationModel(RepresentationModel):
     def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
         c = self.config
         target = observations_to_float(batch.obs.flatten(0, 1))
-        reconstruction = F.binary_cross_entropy_with_logits(self._rollout_logits(batch), target)
+        reconstruction = bernoulli_nll(self._rollout_logits(batch), target)
         ent = entanglement(self.angles)
         weight = linear_ramp(step, 0.0, c.reg_weight, c.reg_warmup_steps)
         total = reconstruction + weight * (ent - c.reg_target).abs()

@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from dynrep.data.trajectory import Trajectory
 from dynrep.models.base import LossOutput, ModelConfig, Posterior, RepresentationModel, observations_to_float
+from dynrep.models.losses import bernoulli_nll
 from dynrep.models.registry import register_model
 
 RECONSTRUCTIONS = ("bernoulli", "gaussian")
@@ -58,10 +58,10 @@ class VAE(RepresentationModel):
         noise = torch.randn(post.mean.shape, generator=generator, device=post.mean.device)
         z = post.mean + noise * (0.5 * post.logvar).exp()
         logits = self.decode_logits(z)
+        # Summed over the elements of a frame, averaged over the batch.
         if self.config.reconstruction == "bernoulli":
-            per_element = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            reconstruction = bernoulli_nll(logits, target) * target[0].numel()
         else:
-            per_element = (torch.sigmoid(logits) - target).square()
-        reconstruction = per_element.flatten(1).sum(-1).mean()
+            reconstruction = (torch.sigmoid(logits) - target).square().flatten(1).sum(-1).mean()
         kl = gaussian_kl(post.mean, post.logvar).mean()
         return LossOutput(reconstruction + self.config.beta * kl, {"reconstruction": reconstruction, "kl": kl})
