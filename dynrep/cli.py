@@ -92,15 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                                 "environments.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def common(p: argparse.ArgumentParser, training: bool = False) -> None:
         p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+        if training:
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("demo", help="train the rotation model on GridWorld, write GIFs, print metrics")
     p.add_argument("--steps", type=int, default=DEMO_STEPS)
     p.add_argument("--out", default="dynrep_demo", help="output directory (default: ./dynrep_demo)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    common(p)
+    common(p, training=True)
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("train", help="train a model and write a checkpoint directory")
@@ -108,13 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="rotation")
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--out", required=True, help="checkpoint directory")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-limit", type=float, default=None, help="wall-clock budget in seconds")
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="environment argument")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    common(p)
+    common(p, training=True)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="print the scores of a checkpoint")

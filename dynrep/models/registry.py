@@ -1,35 +1,19 @@
 """The one model table: ``@register_model("rotation")``, ``build_model``, ``list_models``."""
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from dynrep.config import config_from_dict
+from dynrep.registry import Registry
 
-_MODELS: dict[str, type] = {}
-M = TypeVar("M", bound=type)
+_MODELS = Registry("model", "model_name")
 
-
-def register_model(name: str) -> Callable[[M], M]:
-    """Class decorator adding a RepresentationModel subclass to the table under ``name``."""
-    def decorate(cls: M) -> M:
-        if name in _MODELS and _MODELS[name] is not cls:
-            raise ValueError(f"model name {name!r} is already registered to {_MODELS[name].__name__}")
-        cls.model_name = name
-        _MODELS[name] = cls
-        return cls
-    return decorate
-
-
-def list_models() -> list[str]:
-    """Sorted names of the registered models."""
-    return sorted(_MODELS)
-
-
-def model_class(name: str) -> type:
-    """The model class registered as ``name``; KeyError lists the known names."""
-    if name not in _MODELS:
-        raise KeyError(f"unknown model {name!r}; registered models: {list_models()}")
-    return _MODELS[name]
+#: Class decorator: ``@register_model("rotation")``.
+register_model = _MODELS.register
+#: Sorted names of the registered models.
+list_models = _MODELS.names
+#: The model class registered under a name (KeyError lists the known names).
+model_class = _MODELS.get
 
 
 def build_model(name: str, env, **overrides: Any):
