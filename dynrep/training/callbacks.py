@@ -8,6 +8,7 @@ here leaves the parameters untouched), ``on_step_end(trainer, logs)`` and
 from __future__ import annotations
 
 import math
+import sys
 from typing import Callable
 
 from tqdm.auto import tqdm
@@ -53,7 +54,10 @@ class ProgressBar(Callback):
         self.bar = None
 
     def on_train_begin(self, trainer, steps: int) -> None:
-        self.bar = tqdm(total=steps, desc=f"train {trainer.model.model_name}", unit="step", dynamic_ncols=True)
+        # Redraw often on a terminal, rarely in a log file (CI, nohup), where every redraw is kept.
+        interval = 0.1 if sys.stderr.isatty() else 10.0
+        self.bar = tqdm(total=steps, desc=f"train {trainer.model.model_name}", unit="step", dynamic_ncols=True,
+                        mininterval=interval)
 
     def on_step_end(self, trainer, logs: dict[str, float]) -> None:
         self.bar.update(1)
