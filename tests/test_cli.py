@@ -24,7 +24,8 @@ def run_dir(tmp_path_factory):
 def test_list(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "environments: gridworld" in out
+    envs = out.split("environments:")[1].splitlines()[0]
+    assert {"circles", "gridworld", "simple"} <= {name.strip() for name in envs.split(",")}
     assert "rotation" in out and "vae" in out
 
 
