@@ -15,6 +15,6 @@ list_envs = _ENVS.names
 env_class = _ENVS.get
 
 
-def make_env(name: str, **kwargs: Any):
-    """Build the environment registered as ``name`` with constructor ``kwargs``."""
-    return env_class(name)(**kwargs)
+def make_env(name: str, *args: Any, **kwargs: Any):
+    """Build the environment registered as ``name`` with constructor ``args`` and ``kwargs``."""
+    return env_class(name)(*args, **kwargs)
