@@ -87,6 +87,17 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download(args: argparse.Namespace) -> int:
+    from dynrep.data.download import DownloadError, download
+    try:
+        path = download(args.name, dest=args.dest, force=args.force, progress=not args.quiet, url=args.url)
+    except (DownloadError, OSError) as err:  # network or verification failure: one line, exit code 1
+        print(f"dynrep download: error: {err}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynrep", description="Disentangled representations of dynamical "
                                                                 "environments.")
@@ -132,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered environments and models")
     p.set_defaults(func=_list)
+
+    from dynrep.data.download import DATASETS
+    p = sub.add_parser("download", help="download and verify a dataset into $DYNREP_DATA (~/.cache/dynrep)")
+    p.add_argument("name", help="one of: " + ", ".join(DATASETS))
+    p.add_argument("--force", action="store_true", help="download again even if the file is present")
+    p.add_argument("--url", default=None, help="source to use instead of the official URL (mirror, file:// URL)")
+    p.add_argument("--dest", type=Path, default=None, help="directory to write to (default: $DYNREP_DATA)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_download)
     return parser
 
 

@@ -1,0 +1,73 @@
+"""Cars3D (Reed et al. 2015): 183 car models x 24 azimuths x 4 elevations, resized to 64x64 once."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import scipy.io
+from PIL import Image
+
+from dynrep.data.download import dataset_path
+from dynrep.envs.factor_images import FactorImageEnvironment
+from dynrep.envs.registry import register_env
+
+NAMES = ("elevation", "azimuth", "object")
+PERIODIC = (False, True, True)
+CACHE_NAME = "cars3d_x64.npy"
+SIDE = 64
+
+
+def build_cache(mat_dir: Path, out: Path) -> np.ndarray:
+    """Resize every ``*.mat`` rendering in ``mat_dir`` to 64x64 and store them as one uint8 array.
+
+    Each .mat holds ``im`` of shape (128, 128, 3, 24 azimuths, 4 elevations). Objects are
+    taken in sorted file-name order (the seed code used the unsorted directory listing).
+    The result ``[4 * 24 * n_objects, 64, 64, 3]`` is in C order over (elevation,
+    azimuth, object); it is written to a temporary file and renamed.
+    """
+    files = sorted(Path(mat_dir).glob("*.mat"))
+    if not files:
+        raise FileNotFoundError(f"no .mat files in {mat_dir}; `dynrep download cars3d` fetches them")
+    images = np.empty((4, 24, len(files), SIDE, SIDE, 3), dtype=np.uint8)
+    for k, file in enumerate(files):  # one-time preprocessing, a file at a time
+        im = scipy.io.loadmat(file)["im"]
+        if im.shape[2:] != (3, 24, 4):
+            raise ValueError(f"{file}: expected 'im' of shape (H, W, 3, 24, 4), got {im.shape}")
+        for az in range(24):
+            for el in range(4):
+                frame = Image.fromarray(np.ascontiguousarray(im[:, :, :, az, el]).astype(np.uint8))
+                images[el, az, k] = np.asarray(frame.resize((SIDE, SIDE), Image.Resampling.LANCZOS))
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, images.reshape(-1, SIDE, SIDE, 3))
+    os.replace(tmp, out)
+    return np.load(out, mmap_mode="r")
+
+
+@register_env("cars3d")
+class Cars3D(FactorImageEnvironment):
+    """The published car renderings (``nips2015-analogy-data.tar.gz``, ``data/cars/*.mat``).
+
+    Factors (grid order, object fastest): elevation 4 (clamped), azimuth 24 (cyclic),
+    object 183 (cycled). On first use the renderings are resized to 64x64 (LANCZOS) and
+    cached as ``cars3d_x64.npy`` (uint8) in the data directory, then memory-mapped.
+
+    Args:
+        path: directory of the .mat files (default: ``$DYNREP_DATA/cars3d``, ``dynrep download cars3d``).
+        factors: optional subset ``{name: class indices}``.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, factors: Mapping[str, Sequence[int]] | None = None):
+        self.path = Path(path) if path is not None else dataset_path("cars3d")
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"no Cars3D directory at {self.path}; `dynrep download cars3d` fetches it")
+        cache = self.path / CACHE_NAME
+        images = np.load(cache, mmap_mode="r") if cache.exists() else build_cache(self.path, cache)
+        objects = len(images) // (4 * 24)
+        self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
+        super().__init__(images, NAMES, [np.arange(4), np.arange(24), np.arange(objects)], PERIODIC, factors)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"path": str(self.path), "factors": self._subset_arg or None}

@@ -1,0 +1,57 @@
+"""dSprites (DeepMind): 737,280 64x64 binary sprites over five factors (colour is constant)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from dynrep.data.download import dataset_path
+from dynrep.envs.factor_images import FactorImageEnvironment, grid_classes, npz_member_as_memmap
+from dynrep.envs.registry import register_env
+
+NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
+#: Shape is categorical (cycled), orientation is an angle in [0, 2pi]; scale and positions clamp.
+PERIODIC = (True, False, True, False, False)
+
+
+@register_env("dsprites")
+class DSprites(FactorImageEnvironment):
+    """The official ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``.
+
+    Keys ``imgs`` (N, 64, 64) uint8 in {0, 1}, ``latents_classes`` (N, 6) int64,
+    ``latents_values`` (N, 6) float64, ``metadata``. The constant colour column is
+    dropped, leaving shape 3, scale 6, orientation 40, pos_x 32, pos_y 32 (pos_y
+    fastest); ``factor_values`` come from ``latents_values``. The grid is read from ``latents_classes`` (a reduced file in the same
+    format loads) and checked to be complete and in that order. Images are unpacked
+    once to ``<cache_dir>/<file stem>.imgs.npy`` and memory-mapped; observations are
+    ``[1, 64, 64]`` uint8 in {0, 255}.
+
+    Args:
+        path: the .npz (default: ``$DYNREP_DATA/<official name>``, ``dynrep download dsprites``).
+        factors: optional subset ``{name: class indices}``.
+        cache_dir: where the unpacked images go (default: beside the .npz).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, factors: Mapping[str, Sequence[int]] | None = None,
+                 cache_dir: str | Path | None = None):
+        self.path = Path(path) if path is not None else dataset_path("dsprites")
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no dSprites file at {self.path}; `dynrep download dsprites` fetches it")
+        with np.load(self.path) as archive:
+            if "latents_classes" not in archive.files or "imgs" not in archive.files:
+                raise ValueError(f"{self.path}: not a dSprites file, it holds {archive.files}")
+            classes, latent_values = archive["latents_classes"], archive["latents_values"]
+        if classes.ndim != 2 or classes.shape[1] != 6 or len(np.unique(classes[:, 0])) != 1:
+            raise ValueError(f"{self.path}: latents_classes must be [N, 6] with a constant colour column, "
+                             f"got shape {classes.shape}")
+        grid, _ = grid_classes(classes[:, 1:], NAMES, str(self.path))
+        # What each class stands for (scale 0.5..1, orientation in radians, positions 0..1).
+        values = [latent_values[np.unique(grid[:, k], return_index=True)[1], k + 1] for k in range(len(NAMES))]
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else self.path.parent
+        self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
+        images = npz_member_as_memmap(self.path, "imgs", self.cache_dir)
+        super().__init__(images, NAMES, values, PERIODIC, factors, scale=255)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"path": str(self.path), "factors": self._subset_arg or None, "cache_dir": str(self.cache_dir)}

@@ -1,0 +1,196 @@
+"""FactorImageEnvironment: a full factor grid over a uint8 image store.
+
+A static factor dataset (Shapes3D, dSprites, MPI3D...) is a world whose state is a
+factor vector and whose actions shift one factor by ±1 (cyclic or clamped per
+factor). Images are read on demand from a memory map (or an h5py dataset), never
+copied whole into memory, and never converted to float here.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from dynrep.envs.base import ActionSpace, Environment, FactorSpace
+
+#: Bytes copied per read when a compressed .npz member is unpacked to a .npy cache.
+_CHUNK_BYTES = 64 * 2**20
+
+
+def grid_classes(labels: np.ndarray, names: Sequence[str], where: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Check that per-image labels ``[N, K]`` form a full factor grid in C order (last factor fastest).
+
+    Returns the class index of every image ``[N, K]`` and the sorted distinct values of
+    each factor. Raises ValueError naming the file (``where``) when the rows are not
+    the full cartesian product in the documented order.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.shape[1] != len(names):
+        raise ValueError(f"{where}: expected labels of shape [N, {len(names)}] for factors {list(names)}, "
+                         f"got {labels.shape}")
+    values = [np.unique(labels[:, k]) for k in range(len(names))]
+    classes = np.stack([np.searchsorted(v, labels[:, k]) for k, v in enumerate(values)], axis=1)
+    sizes = tuple(len(v) for v in values)
+    expected = int(np.prod(sizes))
+    if len(labels) != expected or not np.array_equal(np.ravel_multi_index(tuple(classes.T), sizes),
+                                                     np.arange(len(labels))):
+        raise ValueError(f"{where}: the images are not a full factor grid in the documented order "
+                         f"({', '.join(f'{n}={s}' for n, s in zip(names, sizes))}, last factor fastest): "
+                         f"{len(labels)} rows for {expected} combinations")
+    return classes, values
+
+
+def _read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from an open .npy stream positioned at its start."""
+    version = np.lib.format.read_magic(f)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return readers[version](f)
+
+
+def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path) -> np.ndarray:
+    """Read-only memory map of array ``key`` of an .npz file.
+
+    An uncompressed member is mapped in place; a compressed one is unpacked once,
+    streamed in chunks, to ``cache_dir/<npz stem>.<key>.npy`` (written to a
+    temporary file and renamed, so an interrupted unpack never leaves a bad cache).
+    """
+    member = f"{key}.npy"
+    with zipfile.ZipFile(npz_path) as archive:
+        if member not in archive.namelist():
+            raise ValueError(f"{npz_path}: no array {key!r}; it holds {[n[:-4] for n in archive.namelist()]}")
+        info = archive.getinfo(member)
+        if info.compress_type == zipfile.ZIP_STORED:
+            with archive.open(member) as f:
+                shape, fortran, dtype = _read_npy_header(f)
+                header = f.tell()
+            # The member's data start: local file header (30 bytes + name + extra) + npy header.
+            with open(npz_path, "rb") as raw:
+                raw.seek(info.header_offset + 26)
+                name_len, extra_len = np.frombuffer(raw.read(4), dtype="<u2")
+            offset = info.header_offset + 30 + int(name_len) + int(extra_len) + header
+            return np.memmap(npz_path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                             order="F" if fortran else "C")
+        cache = Path(cache_dir) / f"{Path(npz_path).stem}.{key}.npy"
+        if not cache.exists():
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            with archive.open(member) as f:
+                shape, fortran, dtype = _read_npy_header(f)
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape, fortran_order=fortran)
+                flat = out.reshape(-1, order="A").view(np.uint8)
+                pos = 0
+                while chunk := f.read(_CHUNK_BYTES):
+                    flat[pos:pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+                    pos += len(chunk)
+                if pos != flat.size:
+                    raise ValueError(f"{npz_path}: array {key!r} is truncated ({pos} of {flat.size} bytes)")
+                out.flush()
+                del out, flat
+            os.replace(tmp, cache)
+    return np.load(cache, mmap_mode="r")
+
+
+def h5_dataset_as_array(dataset) -> Any:
+    """A memory map of a contiguous, uncompressed h5py dataset; the dataset itself otherwise."""
+    offset = dataset.id.get_offset()
+    if offset is None or dataset.chunks is not None:
+        return dataset
+    return np.memmap(dataset.file.filename, dtype=dataset.dtype, mode="r", offset=offset, shape=dataset.shape)
+
+
+def _rebuild(cls: type, config: dict) -> "FactorImageEnvironment":
+    return cls(**config)
+
+
+class FactorImageEnvironment(Environment):
+    """Factor-indexed images as a dynamical world.
+
+    Args:
+        images: store indexable on axis 0 (numpy array, memmap or h5py dataset) of
+            ``[N, H, W]`` or ``[N, H, W, C]`` uint8 images, in C order over the full
+            factor grid (last factor fastest).
+        names: factor names, grid order.
+        values: per factor, the sorted values its classes stand for (``len`` = grid size).
+        periodic: per factor, whether ±1 shifts wrap around.
+        factors: optional subset, ``{name: class indices to keep}``; kept classes are
+            renumbered ``0..len-1`` in the given order.
+        scale: multiplier bringing stored values to 0..255 (dSprites stores {0, 1}).
+
+    The environment's factor vectors index the kept classes; ``factors_to_index`` maps
+    them to rows of the full store.
+    """
+
+    def __init__(self, images, names: Sequence[str], values: Sequence[np.ndarray], periodic: Sequence[bool],
+                 factors: Mapping[str, Sequence[int]] | None = None, scale: int = 1):
+        sizes = [len(v) for v in values]
+        if images.shape[0] != int(np.prod(sizes)):
+            raise ValueError(f"the image store has {images.shape[0]} images; the factor grid "
+                             f"{dict(zip(names, sizes))} needs {int(np.prod(sizes))}")
+        self._images, self._grid_sizes, self._scale = images, tuple(sizes), scale
+        self.subset = self._parse_subset(names, sizes, factors or {})
+        self.factor_values = [np.asarray(v)[keep] for v, keep in zip(values, self.subset)]
+        self.factors = FactorSpace(tuple(names), tuple(len(k) for k in self.subset), tuple(periodic))
+        self.actions = ActionSpace.factor_shifts(self.factors)
+        h, w = images.shape[1:3]
+        channels = images.shape[3] if len(images.shape) == 4 else 1
+        self.observation_shape = (channels, h, w)
+        self.observation_dtype = np.dtype(np.uint8)
+
+    @staticmethod
+    def _parse_subset(names: Sequence[str], sizes: Sequence[int],
+                      factors: Mapping[str, Sequence[int]]) -> list[np.ndarray]:
+        unknown = sorted(set(factors) - set(names))
+        if unknown:
+            raise ValueError(f"factors: unknown factor name(s) {unknown}; factors are {list(names)}")
+        subset = []
+        for name, size in zip(names, sizes):
+            keep = np.asarray(list(factors[name]) if name in factors else range(size), dtype=np.int64)
+            if keep.size == 0 or keep.min() < 0 or keep.max() >= size or len(np.unique(keep)) != keep.size:
+                raise ValueError(f"factors[{name!r}] must be distinct class indices in [0, {size}), "
+                                 f"at least one; got {keep.tolist()}")
+            subset.append(keep)
+        return subset
+
+    def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
+        """Row of the full image store ``[N]`` for environment factor vectors ``[N, K]``."""
+        factors = np.asarray(factors, dtype=np.int64)
+        if factors.ndim != 2 or factors.shape[1] != len(self.factors):
+            raise ValueError(f"factors must have shape [N, {len(self.factors)}], got {factors.shape}")
+        if factors.size and ((factors < 0).any() or (factors >= np.asarray(self.factors.sizes)).any()):
+            raise ValueError(f"factors out of range: column k must be in [0, {list(self.factors.sizes)}[k])")
+        classes = tuple(keep[factors[:, k]] for k, keep in enumerate(self.subset))
+        return np.ravel_multi_index(classes, self._grid_sizes)
+
+    def index_to_factors(self, index: np.ndarray) -> np.ndarray:
+        """Environment factor vectors ``[N, K]`` of store rows ``[N]`` (rows outside the subset raise)."""
+        classes = np.unravel_index(np.asarray(index, dtype=np.int64), self._grid_sizes)
+        out = []
+        for k, (keep, c) in enumerate(zip(self.subset, classes)):
+            lookup = np.full(self._grid_sizes[k], -1, dtype=np.int64)
+            lookup[keep] = np.arange(len(keep))
+            if (lookup[c] < 0).any():
+                raise ValueError(f"index includes images outside the kept values of factor {self.factors.names[k]!r}")
+            out.append(lookup[c])
+        return np.stack(out, axis=-1)
+
+    def __reduce__(self):
+        # Pickle as "reopen the file" (DataLoader workers, DDP): never the memory map's contents.
+        return _rebuild, (type(self), self.get_config())
+
+    def images_from_factors(self, factors: np.ndarray) -> np.ndarray:
+        """Images ``[N, C, H, W]`` uint8 of factor vectors ``[N, K]`` (same as :meth:`render`)."""
+        return self.render(factors)
+
+    def render(self, factors: np.ndarray) -> np.ndarray:
+        index = self.factors_to_index(factors)
+        rows, inverse = np.unique(index, return_inverse=True)  # sorted reads: h5py needs them, disks like them
+        images = np.asarray(self._images[rows])[inverse]
+        if images.ndim == 3:
+            images = images[..., None]
+        images = images.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(images * np.uint8(self._scale) if self._scale != 1 else images)

@@ -1,0 +1,48 @@
+"""Shapes3D (DeepMind 3dshapes.h5): 480,000 64x64x3 images over six factors."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import h5py
+
+from dynrep.data.download import dataset_path
+from dynrep.envs.factor_images import FactorImageEnvironment, grid_classes, h5_dataset_as_array
+from dynrep.envs.registry import register_env
+
+NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
+SIZES = (10, 10, 10, 8, 4, 15)
+#: Hues are angles on the colour wheel, shape is categorical (cycled, as the seed code does);
+#: scale and orientation (-30..30 degrees) are clamped.
+PERIODIC = (True, True, True, False, True, False)
+
+
+@register_env("shapes3d")
+class Shapes3D(FactorImageEnvironment):
+    """The 3dshapes.h5 file: datasets ``images`` (N, 64, 64, 3) uint8 and ``labels`` (N, 6) float64.
+
+    Factors (grid order, orientation fastest): floor_hue 10, wall_hue 10, object_hue 10,
+    scale 8, shape 4, orientation 15. The grid is read from ``labels``, so a reduced
+    file in the same format loads too; rows that are not a full grid in this order
+    raise ValueError. Images are memory-mapped when the dataset is contiguous.
+
+    Args:
+        path: the .h5 file (default: ``$DYNREP_DATA/3dshapes.h5``, fetched by
+            ``dynrep download shapes3d``).
+        factors: optional subset ``{name: class indices}``, e.g. ``{"shape": [0, 1]}``.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, factors: Mapping[str, Sequence[int]] | None = None):
+        self.path = Path(path) if path is not None else dataset_path("shapes3d")
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no Shapes3D file at {self.path}; `dynrep download shapes3d` fetches it")
+        self._file = h5py.File(self.path, "r")
+        missing = [k for k in ("images", "labels") if k not in self._file]
+        if missing:
+            raise ValueError(f"{self.path}: not a 3dshapes file, missing dataset(s) {missing}")
+        _, values = grid_classes(self._file["labels"][()], NAMES, str(self.path))
+        self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
+        super().__init__(h5_dataset_as_array(self._file["images"]), NAMES, values, PERIODIC, factors)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"path": str(self.path), "factors": self._subset_arg or None}

@@ -1,0 +1,247 @@
+"""Shapes3D and dSprites loaders on small files written in the exact published formats."""
+from __future__ import annotations
+
+import itertools
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+
+from dynrep import RepresentationLearner, make_env
+from dynrep.envs.dsprites import DSprites
+from dynrep.envs.factor_images import grid_classes, npz_member_as_memmap
+from dynrep.envs.shapes3d import Shapes3D
+
+# Reduced grids with the real factor values (specs/latent.md section 2).
+SHAPES_VALUES = [np.arange(2) / 10, np.arange(3) / 10, np.arange(1) / 10, np.linspace(0.75, 1.25, 8)[:2],
+                 np.arange(2.0), np.linspace(-30, 30, 15)[:3]]
+SPRITE_SIZES = (3, 2, 4, 3, 2)  # shape, scale, orientation, pos_x, pos_y
+
+
+def grid(values):
+    return np.array(list(itertools.product(*values)), dtype=np.float64)
+
+
+def index_images(n: int, channels: int | None) -> np.ndarray:
+    """Images whose first pixels spell their row number, so every gather can be checked."""
+    shape = (n, 64, 64) if channels is None else (n, 64, 64, channels)
+    images = np.zeros(shape, dtype=np.uint8)
+    images.reshape(n, -1)[:, 0] = np.arange(n) % 256
+    images.reshape(n, -1)[:, 1] = np.arange(n) // 256
+    return images
+
+
+def row_of(images: np.ndarray) -> np.ndarray:
+    """Row numbers spelled by :func:`index_images`, from observations [N, C, H, W] (C-major flatten)."""
+    flat = images.transpose(0, 2, 3, 1).reshape(len(images), -1).astype(np.int64)
+    return flat[:, 0] + 256 * flat[:, 1]
+
+
+def write_shapes3d(path, chunked=False, shuffle=False):
+    labels = grid(SHAPES_VALUES)
+    images = index_images(len(labels), 3)
+    if shuffle:
+        order = np.random.default_rng(0).permutation(len(labels))
+        labels, images = labels[order], images[order]
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=images, chunks=(1, 64, 64, 3) if chunked else None)
+        f.create_dataset("labels", data=labels)
+    return path
+
+
+def bit_images(n: int) -> np.ndarray:
+    """{0, 1} images whose first 16 pixels hold the binary digits of the row number."""
+    images = np.zeros((n, 64, 64), dtype=np.uint8)
+    bits = (np.arange(n)[:, None] >> np.arange(16)) & 1
+    images.reshape(n, -1)[:, :16] = bits
+    return images
+
+
+def bit_row_of(obs: np.ndarray) -> np.ndarray:
+    bits = obs[:, 0].reshape(len(obs), -1)[:, :16].astype(np.int64) // 255
+    return (bits << np.arange(16)).sum(axis=1)
+
+
+def write_dsprites(path, compressed=True):
+    classes = np.array(list(itertools.product([0], *[range(s) for s in SPRITE_SIZES])), dtype=np.int64)
+    values = classes.astype(np.float64)
+    values[:, 2] = np.linspace(0.5, 1, 6)[classes[:, 2]]
+    metadata = np.array({"latents_sizes": np.array([1, *SPRITE_SIZES]),
+                         "latents_names": ("color", "shape", "scale", "orientation", "posX", "posY")}, dtype=object)
+    save = np.savez_compressed if compressed else np.savez
+    save(path, imgs=bit_images(len(classes)), latents_classes=classes, latents_values=values, metadata=metadata)
+    return path
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["contiguous-memmap", "chunked-h5py"])
+def test_shapes3d_grid_and_gather(tmp_path, chunked):
+    env = Shapes3D(write_shapes3d(tmp_path / "3dshapes.h5", chunked=chunked))
+    assert env.factors.names == ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
+    assert env.factors.sizes == (2, 3, 1, 2, 2, 3)
+    assert isinstance(env._images, np.memmap) != chunked
+    assert env.observation_shape == (3, 64, 64)
+    np.testing.assert_allclose(env.factor_values[5], [-30, -25.714286, -21.428571], rtol=1e-6)
+    factors = env.sample_factors(50, 0)
+    obs = env.render(factors)
+    assert obs.dtype == np.uint8 and obs.shape == (50, 3, 64, 64)
+    np.testing.assert_array_equal(row_of(obs), env.factors_to_index(factors))
+    np.testing.assert_array_equal(env.index_to_factors(env.factors_to_index(factors)), factors)
+    # Index formula: C order over the grid, orientation fastest.
+    assert env.factors_to_index(np.array([[0, 0, 0, 0, 0, 2], [0, 0, 0, 0, 1, 0], [1, 0, 0, 0, 0, 0]])).tolist() \
+        == [2, 3, 36]
+
+
+def test_shapes3d_subset_and_dynamics(tmp_path):
+    path = write_shapes3d(tmp_path / "3dshapes.h5")
+    env = Shapes3D(path, factors={"wall_hue": [2, 0], "orientation": range(2)})
+    assert env.factors.sizes == (2, 2, 1, 2, 2, 2)
+    np.testing.assert_allclose(env.factor_values[1], [0.2, 0.0])
+    # Class 0 of wall_hue in the subset is full class 2.
+    assert env.factors_to_index(np.array([[0, 0, 0, 0, 0, 0]])).tolist() == [2 * 12]
+    # Actions: +/- per factor with more than one kept value; hue wraps, orientation clamps.
+    assert "object_hue+" not in env.actions.names
+    up = env.actions.names.index("wall_hue+")
+    assert env.step(np.array([[0, 1, 0, 0, 0, 0]]), np.array([up]))[0, 1] == 0
+    turn = env.actions.names.index("orientation+")
+    assert env.step(np.array([[0, 0, 0, 0, 0, 1]]), np.array([turn]))[0, 5] == 1
+    traj = env.sample_trajectories(4, 3, 0)
+    assert traj.obs.shape == (4, 4, 3, 64, 64)
+    np.testing.assert_array_equal(row_of(traj.obs.flatten(0, 1).numpy()),
+                                  env.factors_to_index(traj.factors.flatten(0, 1).numpy()))
+    rebuilt = make_env("shapes3d", **env.get_config())
+    assert rebuilt.factors == env.factors
+    with pytest.raises(ValueError, match=r"factors\['shape'\] must be distinct class indices in \[0, 2\)"):
+        Shapes3D(path, factors={"shape": [0, 2]})
+    with pytest.raises(ValueError, match=r"unknown factor name\(s\) \['colour'\]"):
+        Shapes3D(path, factors={"colour": [0]})
+
+
+def test_datasets_pickle_as_a_reference_to_their_file(tmp_path):
+    env = Shapes3D(write_shapes3d(tmp_path / "3dshapes.h5"), factors={"shape": [1]})
+    data = pickle.dumps(env)
+    assert len(data) < 2000  # the images are not copied into the pickle
+    again = pickle.loads(data)
+    factors = env.sample_factors(5, 0)
+    np.testing.assert_array_equal(again.render(factors), env.render(factors))
+    assert again.factors == env.factors
+
+
+def test_shapes3d_rejects_a_file_that_is_not_a_grid(tmp_path):
+    with pytest.raises(ValueError, match="not a full factor grid in the documented order"):
+        Shapes3D(write_shapes3d(tmp_path / "bad.h5", shuffle=True))
+    with h5py.File(tmp_path / "nolabels.h5", "w") as f:
+        f.create_dataset("images", data=np.zeros((2, 64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"missing dataset\(s\) \['labels'\]"):
+        Shapes3D(tmp_path / "nolabels.h5")
+
+
+def test_missing_file_names_the_download_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dynrep download shapes3d"):
+        Shapes3D(tmp_path / "absent.h5")
+    with pytest.raises(FileNotFoundError, match="dynrep download dsprites"):
+        DSprites(tmp_path / "absent.npz")
+
+
+@pytest.mark.parametrize("compressed", [True, False], ids=["compressed-cached", "stored-mapped"])
+def test_dsprites(tmp_path, compressed):
+    path = write_dsprites(tmp_path / "dsprites.npz", compressed=compressed)
+    env = DSprites(path, cache_dir=tmp_path / "cache")
+    assert env.factors.names == ("shape", "scale", "orientation", "pos_x", "pos_y")
+    assert env.factors.sizes == SPRITE_SIZES and env.observation_shape == (1, 64, 64)
+    assert (tmp_path / "cache" / "dsprites.imgs.npy").exists() == compressed
+    factors = env.sample_factors(40, 1)
+    obs = env.render(factors)
+    assert set(np.unique(obs)) <= {0, 255}
+    np.testing.assert_array_equal(bit_row_of(obs), env.factors_to_index(factors))
+    np.testing.assert_allclose(env.factor_values[1], [0.5, 0.6])
+    # Orientation wraps, position clamps.
+    turn, right = env.actions.names.index("orientation-"), env.actions.names.index("pos_x+")
+    assert env.step(np.array([[0, 0, 0, 0, 0]]), np.array([turn]))[0, 2] == 3
+    assert env.step(np.array([[0, 0, 0, 2, 0]]), np.array([right]))[0, 3] == 2
+    again = DSprites(path, cache_dir=tmp_path / "cache")  # reuses the cache
+    np.testing.assert_array_equal(again.render(factors), obs)
+    assert env.observation_to_image(obs[:2]).shape == (2, 64, 64, 3)
+
+
+def test_npz_cache_is_written_atomically(tmp_path, monkeypatch):
+    path = write_dsprites(tmp_path / "d.npz")
+    import dynrep.envs.factor_images as fi
+    monkeypatch.setattr(fi, "_CHUNK_BYTES", 1000)
+    calls = {"n": 0}
+    real_replace = fi.os.replace
+
+    def failing_replace(src, dst):
+        calls["n"] += 1
+        raise OSError("disk full")
+    monkeypatch.setattr(fi.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        npz_member_as_memmap(path, "imgs", tmp_path / "cache")
+    assert not (tmp_path / "cache" / "d.imgs.npy").exists()
+    monkeypatch.setattr(fi.os, "replace", real_replace)
+    images = npz_member_as_memmap(path, "imgs", tmp_path / "cache")
+    with np.load(path) as archive:
+        np.testing.assert_array_equal(images, archive["imgs"])
+    with pytest.raises(ValueError, match=r"no array 'images'"):
+        npz_member_as_memmap(path, "images", tmp_path / "cache")
+
+
+def test_grid_classes_reads_the_grid_from_labels():
+    labels = grid([[0.5, 0.1], [3.0, 1.0, 2.0]])  # unsorted values are sorted into classes
+    with pytest.raises(ValueError, match="not a full factor grid"):
+        grid_classes(labels, ["a", "b"], "f")
+    labels = grid([[0.1, 0.5], [1.0, 2.0, 3.0]])
+    classes, values = grid_classes(labels, ["a", "b"], "f")
+    assert classes.tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
+    with pytest.raises(ValueError, match="f: expected labels of shape"):
+        grid_classes(labels, ["a"], "f")
+
+
+def test_learner_trains_on_shapes3d(tmp_path):
+    env = Shapes3D(write_shapes3d(tmp_path / "3dshapes.h5"))
+    learner = RepresentationLearner(env, "vae", latent_dim=3, batch_size=4, channels=(4, 8), hidden=16, seed=0)
+    history = learner.train(3, progress=False)
+    assert len(history["loss"]) == 3 and np.isfinite(history["loss"]).all()
+    learner.save(tmp_path / "ck")
+    again = RepresentationLearner.load(tmp_path / "ck")
+    assert again.env.factors == env.factors
+
+
+def test_mpi3d_reduced_release(tmp_path):
+    from dynrep.envs.mpi3d import MPI3D
+    sizes = (2, 1, 2, 1, 1, 3, 2)
+    path = tmp_path / "mpi3d_real.npz"
+    np.savez(path, images=index_images(int(np.prod(sizes)), 3))
+    env = MPI3D("real", path, sizes=sizes, factors={"horizontal_axis": [2, 1]})
+    assert env.factors.names[-2:] == ("horizontal_axis", "vertical_axis")
+    assert env.factors.sizes == (2, 1, 2, 1, 1, 2, 2)
+    assert isinstance(env._images, np.memmap)  # stored npz: mapped in place, no copy
+    factors = env.sample_factors(30, 0)
+    np.testing.assert_array_equal(row_of(env.render(factors)), env.factors_to_index(factors))
+    assert env.factors_to_index(np.array([[0, 0, 0, 0, 0, 0, 1]])).tolist() == [2 * 2 + 1]
+    with pytest.raises(ValueError, match="do not form the documented factor grid"):
+        MPI3D("real", path)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        MPI3D("fake", path)
+    with pytest.raises(FileNotFoundError, match="dynrep download mpi3d_toy"):
+        MPI3D("toy", tmp_path / "none.npz", sizes=sizes)
+
+
+def test_cars3d_resizes_once_and_caches(tmp_path):
+    import scipy.io
+    from dynrep.envs.cars3d import CACHE_NAME, Cars3D
+    for k in (2, 1):  # written out of order: objects are taken in sorted file-name order
+        im = np.zeros((128, 128, 3, 24, 4), dtype=np.uint8)
+        im[...] = (np.arange(24)[:, None] * 10 + np.arange(4)[None, :])  # value = 10*azimuth + elevation
+        im[..., 0, :, :] = k
+        scipy.io.savemat(tmp_path / f"car_{k:03d}_mesh.mat", {"im": im})
+    env = Cars3D(tmp_path)
+    assert env.factors.names == ("elevation", "azimuth", "object") and env.factors.sizes == (4, 24, 2)
+    assert (tmp_path / CACHE_NAME).exists()
+    obs = env.render(np.array([[3, 5, 0], [1, 23, 1]]))
+    assert obs.shape == (2, 3, 64, 64)
+    assert obs[0, 1, 10, 10] == 53 and obs[1, 1, 10, 10] == 231  # 10*az + el survives the resize
+    assert obs[0, 0, 10, 10] == 1 and obs[1, 0, 10, 10] == 2  # car_001 first
+    again = Cars3D(tmp_path)
+    assert isinstance(again._images, np.memmap)
+    np.testing.assert_array_equal(again.render(np.array([[3, 5, 0]])), obs[:1])
