@@ -4,10 +4,11 @@ from dynrep.envs.cars3d import Cars3D
 from dynrep.envs.circles import Circles, Simple
 from dynrep.envs.dsprites import DSprites
 from dynrep.envs.factor_images import FactorImageEnvironment
+from dynrep.envs.flatland import Flatland
 from dynrep.envs.gridworld import GridWorld
 from dynrep.envs.mpi3d import MPI3D
 from dynrep.envs.shapes3d import Shapes3D
 from dynrep.envs.registry import list_envs, make_env, register_env
 
 __all__ = ["ActionSpace", "Cars3D", "Circles", "DSprites", "Environment", "FactorImageEnvironment", "FactorSpace",
-           "GridWorld", "MPI3D", "Shapes3D", "Simple", "list_envs", "make_env", "register_env"]
+           "Flatland", "GridWorld", "MPI3D", "Shapes3D", "Simple", "list_envs", "make_env", "register_env"]
