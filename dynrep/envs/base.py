@@ -88,6 +88,21 @@ class FactorSpace:
         """Factor vectors ``[N, K]`` int64 of mixed-radix indices ``[N]`` (inverse of :meth:`to_index`)."""
         return np.stack(np.unravel_index(np.asarray(index, dtype=np.int64), self.sizes), axis=-1)
 
+    def validate(self, factors: np.ndarray) -> np.ndarray:
+        """``factors`` as int64 ``[N, K]``; ValueError naming the first bad column and value otherwise."""
+        factors = np.asarray(factors)
+        if factors.ndim != 2 or factors.shape[1] != len(self):
+            raise ValueError(f"factors must have shape [N, {len(self)}], got {factors.shape}")
+        if factors.size and not np.issubdtype(factors.dtype, np.integer):
+            raise ValueError(f"factors must be integers, got dtype {factors.dtype}")
+        factors = factors.astype(np.int64, copy=False)
+        bad = np.argwhere((factors < 0) | (factors >= np.asarray(self.sizes, dtype=np.int64)))
+        if len(bad):
+            row, k = bad[0]
+            raise ValueError(f"factors out of range: {self.names[k]} must be in [0, {self.sizes[k]}), "
+                             f"got {factors[row, k]}")
+        return factors
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Uniform factor vectors ``[n, K]`` int64 (discrete spaces only)."""
         if not self.discrete:

@@ -58,11 +58,7 @@ class _Sprites(Environment):
         return np.round(coverage * 255).astype(np.uint8)[:, None]
 
     def render(self, factors: np.ndarray) -> np.ndarray:
-        factors = np.asarray(factors, dtype=np.int64)
-        if factors.ndim != 2 or factors.shape[1] != len(self.factors):
-            raise ValueError(f"factors must have shape [N, {len(self.factors)}], got {factors.shape}")
-        if factors.size and ((factors < 0).any() or (factors >= np.asarray(self.factors.sizes)).any()):
-            raise ValueError(f"factors out of range: column k must be in [0, {list(self.factors.sizes)}[k])")
+        factors = self.factors.validate(factors)
         return self._table[self.factors.to_index(factors)]
 
 

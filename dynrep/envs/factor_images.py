@@ -158,11 +158,7 @@ class FactorImageEnvironment(Environment):
 
     def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
         """Row of the full image store ``[N]`` for environment factor vectors ``[N, K]``."""
-        factors = np.asarray(factors, dtype=np.int64)
-        if factors.ndim != 2 or factors.shape[1] != len(self.factors):
-            raise ValueError(f"factors must have shape [N, {len(self.factors)}], got {factors.shape}")
-        if factors.size and ((factors < 0).any() or (factors >= np.asarray(self.factors.sizes)).any()):
-            raise ValueError(f"factors out of range: column k must be in [0, {list(self.factors.sizes)}[k])")
+        factors = self.factors.validate(factors)
         classes = tuple(keep[factors[:, k]] for k, keep in enumerate(self.subset))
         return np.ravel_multi_index(classes, self._grid_sizes)
 

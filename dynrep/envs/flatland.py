@@ -94,7 +94,6 @@ class Flatland(Environment):
         self.step_pixels = self.image_size / self.period
         #: Drawn ball radius in pixels of this image.
         self.pixel_radius = self.radius * scale
-        self._sizes = np.asarray(self.factors.sizes, dtype=np.int64)
         self._table: np.ndarray | None = None  # [period**2, 1, S, S] greyscale frames, filled on first render
         self._table_bytes = self.factors.num_states * self.image_size ** 2 * self.observation_dtype.itemsize
 
@@ -102,32 +101,20 @@ class Flatland(Environment):
         return {"period": self.period, "radius": self.radius, "image_size": self.image_size,
                 "channels": self.channels, "antialias": self.antialias}
 
-    def _check_factors(self, factors: np.ndarray) -> np.ndarray:
-        factors = np.asarray(factors)
-        if factors.ndim != 2 or factors.shape[1] != len(self.factors):
-            raise ValueError(f"factors must have shape [N, {len(self.factors)}], got {factors.shape}")
-        if factors.size and not np.issubdtype(factors.dtype, np.integer):
-            raise ValueError(f"factors must be integers, got dtype {factors.dtype}")
-        factors = factors.astype(np.int64, copy=False)
-        if factors.size and ((factors < 0).any() or (factors >= self._sizes).any()):
-            raise ValueError(f"factors out of range: x and y must be in [0, {self.period}), got values in "
-                             f"[{factors.min()}, {factors.max()}]")
-        return factors
-
     def centres(self, factors: np.ndarray) -> np.ndarray:
         """Ball centres ``[N, 2]`` float64 as (x = column, y = row) pixel coordinates of factors ``[N, 2]``."""
-        return (self._check_factors(factors) + 0.5) * self.step_pixels
+        return (self.factors.validate(factors) + 0.5) * self.step_pixels
 
     def step(self, factors: np.ndarray, actions: np.ndarray, magnitudes: np.ndarray | None = None) -> np.ndarray:
         """Move the ball: ``factors [N, 2]``, ``actions [N]`` (right, left, down, up) -> ``[N, 2]``, wrapping.
 
         ``magnitudes [N]`` (default 1) repeats each action that many times.
         """
-        return super().step(self._check_factors(factors), actions, magnitudes)
+        return super().step(self.factors.validate(factors), actions, magnitudes)
 
     def render(self, factors: np.ndarray) -> np.ndarray:
         """Frames ``[N, channels, S, S]`` uint8 (ball 255, background 0) of factor vectors ``[N, 2]``."""
-        factors = self._check_factors(factors)
+        factors = self.factors.validate(factors)
         if self._table is None and self._table_bytes <= CACHE_BYTES:
             # Small worlds (the default is 100 frames): draw every state once; rendering is then a gather.
             self._table = self._draw(self.factors.from_index(np.arange(self.factors.num_states)))
@@ -172,7 +159,7 @@ class Flatland(Environment):
             ``((obs [B, C, S, S] uint8, actions [B] int64), next_obs [B, C, S, S] uint8)`` torch tensors.
         """
         offset = check_int("offset", offset, 1)
-        factors = self._check_factors(factors)
+        factors = self.factors.validate(factors)
         actions = np.asarray(actions, dtype=np.int64)
         next_factors = self.step(factors, actions, np.full(len(factors), offset, dtype=np.int64))
         obs = self.render(np.concatenate([factors, next_factors]))

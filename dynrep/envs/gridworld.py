@@ -101,7 +101,6 @@ class GridWorld(Environment):
         self._fg = np.array([PALETTE[c] for c in self.colours], dtype=np.uint8)
         self._bg = np.array([PALETTE[c] for c in self.backgrounds], dtype=np.uint8)
         self._table: np.ndarray | None = None
-        self._sizes = np.asarray(self.factors.sizes, dtype=np.int64)
         self._frame_bytes = int(np.prod(self.observation_shape)) * self.observation_dtype.itemsize
 
     def get_config(self) -> dict[str, Any]:
@@ -122,11 +121,7 @@ class GridWorld(Environment):
         return (centre - sides / 2).astype(np.int64), (centre + sides / 2).astype(np.int64)
 
     def render(self, factors: np.ndarray) -> np.ndarray:
-        factors = np.asarray(factors, dtype=np.int64)
-        if factors.ndim != 2 or factors.shape[1] != len(self.factors):
-            raise ValueError(f"factors must have shape [N, {len(self.factors)}], got {factors.shape}")
-        if factors.size and ((factors < 0).any() or (factors >= self._sizes).any()):
-            raise ValueError(f"factors out of range: each column k must be in [0, {list(self.factors.sizes)}[k])")
+        factors = self.factors.validate(factors)
         if self._table is None and self.factors.num_states * self._frame_bytes <= CACHE_BYTES:
             # Small worlds: draw every state once, then rendering is a gather.
             self._table = self._draw(self.factors.from_index(np.arange(self.factors.num_states)))
