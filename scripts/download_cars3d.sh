@@ -1,9 +1,3 @@
 #!/usr/bin/env bash
-# Download and verify cars3d into $DYNREP_DATA (default ~/.cache/dynrep). Installs nothing.
-# Extra arguments go to `dynrep download`: --force, --url URL (mirror or file://), --dest DIR, --quiet.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-python="$root/.venv/bin/python"
-[ -x "$python" ] || python=python3
-export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"  # run from any directory; relative --dest/--url stay relative to it
-exec "$python" -m dynrep.cli download cars3d "$@"
+# Download and verify cars3d into $DYNREP_DATA (default ~/.cache/dynrep); see scripts/download.sh.
+exec "$(dirname "$0")/download.sh" cars3d "$@"

@@ -398,6 +398,7 @@ def test_cli_download(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("script,args,expected", [
+    ("download.sh", ["dsprites", "--quiet"], "download dsprites --quiet"),
     ("download_shapes3d.sh", ["--force"], "download shapes3d --force"),
     ("download_dsprites.sh", [], "download dsprites"),
     ("download_cars3d.sh", ["--dest", "d"], "download cars3d --dest d"),
@@ -407,7 +408,8 @@ def test_cli_download(tmp_path, monkeypatch, capsys):
 def test_scripts_run_the_cli_with_the_repo_venv(tmp_path, script, args, expected):
     """Each script is a thin wrapper: a copy beside a stub ``.venv/bin/python`` shows what it runs."""
     (tmp_path / "scripts").mkdir()
-    shutil.copy(REPO / "scripts" / script, tmp_path / "scripts" / script)
+    for name in (script, "download.sh"):  # the per-dataset scripts call the shared one
+        shutil.copy(REPO / "scripts" / name, tmp_path / "scripts" / name)
     stub = tmp_path / ".venv" / "bin" / "python"
     stub.parent.mkdir(parents=True)
     stub.write_text('#!/bin/sh\necho "$@"\n')
