@@ -11,7 +11,7 @@ import torch
 from dynrep import __version__
 from dynrep.config import config_to_dict
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import Environment, as_generator, check_int
+from dynrep.envs.base import Environment, check_int
 from dynrep.envs.registry import make_env
 from dynrep.metrics.dynamics import mean_bce, per_step_bce
 from dynrep.models.registry import build_model
@@ -149,7 +149,7 @@ class RepresentationLearner:
         return images.reshape(*obs.shape[:2], *images.shape[1:])
 
     def _episodes(self, num_episodes: int, episode_length: int, stream: int, seed: int | None) -> Trajectory:
-        rng = as_generator(np.random.default_rng([self.seed if seed is None else seed, stream]))
+        rng = np.random.default_rng([self.seed if seed is None else seed, stream])
         return self.env.sample_trajectories(num_episodes, episode_length, rng)
 
     @torch.no_grad()
