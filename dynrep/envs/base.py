@@ -245,6 +245,11 @@ class Environment(abc.ABC):
             magnitudes=None if magnitudes is None else torch.from_numpy(magnitudes),
         )
 
+    def split(self, name: str) -> tuple["Environment", "Environment"]:
+        """``(train_env, test_env)`` for a combinatorial-generalisation split, see :mod:`dynrep.envs.splits`."""
+        from dynrep.envs.splits import split  # splits builds on this module
+        return split(self, name)
+
     def observation_to_image(self, obs: np.ndarray) -> np.ndarray:
         """Displayable frames ``[N, H, W, C]`` uint8 from observations ``[N, *obs_shape]``.
 
