@@ -1,0 +1,100 @@
+"""Environment throughput: 64x64 frames per second of batched trajectory sampling, one core.
+
+Prints, measured in this process:
+  1. frames/s of ``sample_trajectories(256, 10)`` for GridWorld, Flatland, Circles
+     (procedural, target >= 20,000) and Shapes3D read from an on-disk file in the
+     published h5 format (target >= 10,000 from page cache);
+  2. for Shapes3D, the same batch read image by image through h5py (what a plain
+     h5 loader does) in the same process, and the ratio;
+  3. resident memory held after opening the Shapes3D file (it must not be loaded).
+
+    python benchmarks/environments.py            # reduced Shapes3D grid (64,000 images, 0.8 GB file)
+    python benchmarks/environments.py --full     # the real size: 480,000 images, 5.9 GB written to --dir
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from dynrep import Circles, Flatland, GridWorld, Shapes3D
+
+BATCH, LENGTH = 256, 10
+
+
+def rss_mb() -> float:
+    """Current resident set size in MiB (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def frames_per_second(env, repeats: int = 5) -> float:
+    rng = np.random.default_rng(0)
+    env.sample_trajectories(BATCH, LENGTH, rng)  # warm-up: caches, page cache
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        env.sample_trajectories(BATCH, LENGTH, rng)
+        best = min(best, time.perf_counter() - start)
+    return BATCH * (LENGTH + 1) / best
+
+
+def write_shapes3d(path: Path, full: bool) -> None:
+    sizes = (10, 10, 10, 8, 4, 15) if full else (10, 10, 10, 8, 4, 2)
+    values = [np.arange(10) / 10] * 3 + [np.linspace(0.75, 1.25, 8), np.arange(4.0), np.linspace(-30, 30, 15)]
+    labels = np.array(list(itertools.product(*[v[:s] for v, s in zip(values, sizes)])))
+    with h5py.File(path, "w") as f:
+        images = f.create_dataset("images", shape=(len(labels), 64, 64, 3), dtype=np.uint8)
+        chunk = 8192
+        rng = np.random.default_rng(0)
+        for start in range(0, len(labels), chunk):
+            n = min(chunk, len(labels) - start)
+            images[start:start + n] = rng.integers(0, 255, size=(n, 64, 64, 3), dtype=np.uint8)
+        f.create_dataset("labels", data=labels)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="write and read a full-size Shapes3D file")
+    parser.add_argument("--dir", default=None, help="where to write the Shapes3D-format file (default: a temp dir)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"one core; batches of {BATCH} episodes x {LENGTH + 1} frames\n")
+    for name, env in [("GridWorld 5x5, 64x64x3", GridWorld(size=5)), ("Flatland 10, 64x64x1", Flatland()),
+                      ("Circles 32x32, 64x64x1", Circles())]:
+        print(f"{name:28s}{frames_per_second(env):12,.0f} frames/s")
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        path = Path(tmp) / "3dshapes.h5"
+        start = time.perf_counter()
+        write_shapes3d(path, args.full)
+        print(f"\nShapes3D-format file: {path.stat().st_size / 2**30:.2f} GiB, written in "
+              f"{time.perf_counter() - start:.0f} s")
+        before = rss_mb()
+        env = Shapes3D(path)
+        opened = rss_mb()
+        fps = frames_per_second(env)
+        print(f"{'Shapes3D (memory map)':28s}{fps:12,.0f} frames/s")
+        index = env.factors_to_index(env.sample_factors(BATCH * (LENGTH + 1), 1))
+        with h5py.File(path, "r") as f:
+            images = f["images"]
+            start = time.perf_counter()
+            for i in index:
+                images[int(i)]
+            per_image = (time.perf_counter() - start) / len(index)
+        print(f"{'Shapes3D (h5py, per image)':28s}{1 / per_image:12,.0f} frames/s   "
+              f"(memory map {fps * per_image:.1f}x faster)")
+        print(f"resident memory held after opening (RSS after - before): {opened - before:.0f} MiB "
+              f"(the uint8 images are {env._images.nbytes / 2**20:,.0f} MiB, as float32 "
+              f"{4 * env._images.nbytes / 2**20:,.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
