@@ -79,8 +79,10 @@ def make_handler(state: Server):
             self.end_headers()
             if state.cut_after is not None:
                 chunk = chunk[:state.cut_after]
-            self.wfile.write(chunk)
+            # Counted before writing: once the client has the bytes, the test may read `sent` at once,
+            # before this handler thread would get to run again.
             state.sent += len(chunk)
+            self.wfile.write(chunk)
 
     return Handler
 
