@@ -7,7 +7,7 @@ import torch
 
 from dynrep import GridWorld, list_envs, make_env
 from dynrep.envs import ActionSpace, Environment, FactorSpace, register_env
-from dynrep.envs import gridworld as gridworld_module
+from dynrep.envs import base as base_module
 from dynrep.envs.base import as_generator, check_int
 
 
@@ -379,12 +379,12 @@ def test_onehot_observation():
 def test_render_cache_respects_its_byte_budget(monkeypatch):
     """CACHE_BYTES is documented as a byte budget ("fits in this many bytes"); float32 one-hot
     observations take 4 bytes per element."""
-    monkeypatch.setattr(gridworld_module, "CACHE_BYTES", 1000)
+    monkeypatch.setattr(base_module, "CACHE_BYTES", 1000)
     env = GridWorld(size=4, observation="onehot")  # 16 states x 16 float32 = 1024 bytes > 1000
     env.render(np.array([[0, 0]]))
     cached = env._table is not None
     assert not cached, "a 1024-byte render table was cached under a 1000-byte CACHE_BYTES budget"
-    monkeypatch.setattr(gridworld_module, "CACHE_BYTES", 1024)
+    monkeypatch.setattr(base_module, "CACHE_BYTES", 1024)
     env = GridWorld(size=4, observation="onehot")
     env.render(np.array([[0, 0]]))
     assert env._table is not None

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from dynrep.envs import base as base_module
 from dynrep.envs import flatland as flatland_module
 from dynrep.envs.flatland import Flatland
 from dynrep.envs.registry import make_env
@@ -158,7 +159,7 @@ def test_cached_render_equals_direct_drawing(monkeypatch):
     cached = Flatland(period=9, image_size=36)
     cached_frames = cached.render(factors)
     assert cached._table is not None and cached._table.shape == (81, 1, 36, 36)
-    monkeypatch.setattr(flatland_module, "CACHE_BYTES", 81 * 36 * 36 - 1)  # one byte short of the table
+    monkeypatch.setattr(base_module, "CACHE_BYTES", 81 * 36 * 36 - 1)  # one byte short of the table
     monkeypatch.setattr(flatland_module, "DRAW_CHUNK", 7)  # several chunks, the last one partial
     direct = Flatland(period=9, image_size=36, channels=3)
     direct_frames = direct.render(factors)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from dynrep.data.trajectory import Trajectory
+
+#: Procedural worlds whose every rendered state fits in this many bytes are drawn once and cached.
+CACHE_BYTES = 64 * 2**20
 
 
 def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -171,6 +174,8 @@ class Environment(abc.ABC):
 
     #: Registry name, set by :func:`dynrep.envs.registry.register_env`.
     env_name: str = ""
+    #: Every state's frame ``[num_states, *frame]`` once :meth:`_render_cached` has built it.
+    _table: np.ndarray | None = None
     factors: FactorSpace
     actions: ActionSpace
     observation_shape: tuple[int, ...]
@@ -244,6 +249,17 @@ class Environment(abc.ABC):
             factors=torch.from_numpy(factors),
             magnitudes=None if magnitudes is None else torch.from_numpy(magnitudes),
         )
+
+    def _render_cached(self, factors: np.ndarray, draw: Callable[[np.ndarray], np.ndarray],
+                       frame_bytes: int) -> np.ndarray:
+        """Frames of validated ``factors [N, K]``: a gather from a table of every state's frame
+        (drawn by ``draw`` on first use) when that table fits in :data:`CACHE_BYTES`
+        (``frame_bytes`` per state), else ``draw(factors)``."""
+        if self._table is None and self.factors.num_states * frame_bytes <= CACHE_BYTES:
+            self._table = draw(self.factors.from_index(np.arange(self.factors.num_states)))
+        if self._table is not None:
+            return self._table[self.factors.to_index(factors)]
+        return draw(factors)
 
     def split(self, name: str) -> tuple["Environment", "Environment"]:
         """``(train_env, test_env)`` for a combinatorial-generalisation split, see :mod:`dynrep.envs.splits`."""

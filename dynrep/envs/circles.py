@@ -37,7 +37,6 @@ class _Sprites(Environment):
         self.factor_values = [np.linspace(0.0, 1.0, self.grid)] * 2 + [np.arange(len(self.shapes))] * (len(names) > 2)
         self.observation_shape = (1, self.image_size, self.image_size)
         self.observation_dtype = np.dtype(np.uint8)
-        self._table = self._draw(self.factors.from_index(np.arange(self.factors.num_states)))
 
     def get_config(self) -> dict[str, Any]:
         return {"grid": self.grid, "radius": self.radius, "image_size": self.image_size}
@@ -58,8 +57,7 @@ class _Sprites(Environment):
         return np.round(coverage * 255).astype(np.uint8)[:, None]
 
     def render(self, factors: np.ndarray) -> np.ndarray:
-        factors = self.factors.validate(factors)
-        return self._table[self.factors.to_index(factors)]
+        return self._render_cached(self.factors.validate(factors), self._draw, self.image_size ** 2)
 
 
 @register_env("circles")

@@ -25,8 +25,6 @@ REFERENCE_SIZE = 84
 #: Action names in :meth:`ActionSpace.factor_shifts` order over the factors ``(x, y)``:
 #: ``x+`` = right, ``x-`` = left, ``y+`` = down (image rows grow downwards), ``y-`` = up.
 ACTION_NAMES = ("right", "left", "down", "up")
-#: Worlds whose every rendered state fits in this many bytes are drawn once and cached.
-CACHE_BYTES = 64 * 2**20
 #: Frames drawn at a time when rendering directly (bounds the float32 temporaries).
 DRAW_CHUNK = 512
 
@@ -94,8 +92,6 @@ class Flatland(Environment):
         self.step_pixels = self.image_size / self.period
         #: Drawn ball radius in pixels of this image.
         self.pixel_radius = self.radius * scale
-        self._table: np.ndarray | None = None  # [period**2, 1, S, S] greyscale frames, filled on first render
-        self._table_bytes = self.factors.num_states * self.image_size ** 2 * self.observation_dtype.itemsize
 
     def get_config(self) -> dict[str, Any]:
         return {"period": self.period, "radius": self.radius, "image_size": self.image_size,
@@ -114,17 +110,16 @@ class Flatland(Environment):
 
     def render(self, factors: np.ndarray) -> np.ndarray:
         """Frames ``[N, channels, S, S]`` uint8 (ball 255, background 0) of factor vectors ``[N, 2]``."""
-        factors = self.factors.validate(factors)
-        if self._table is None and self._table_bytes <= CACHE_BYTES:
-            # Small worlds (the default is 100 frames): draw every state once; rendering is then a gather.
-            self._table = self._draw(self.factors.from_index(np.arange(self.factors.num_states)))
-        if self._table is not None:
-            grey = self._table[self.factors.to_index(factors)]
-        else:
-            grey = np.empty((len(factors), 1, self.image_size, self.image_size), dtype=np.uint8)
-            for start in range(0, len(factors), DRAW_CHUNK):  # chunks of frames, each drawn vectorised
-                grey[start:start + DRAW_CHUNK] = self._draw(factors[start:start + DRAW_CHUNK])
+        # The cache holds greyscale frames (the default world: 100 of them); channels are copies.
+        grey = self._render_cached(self.factors.validate(factors), self._draw_chunked, self.image_size ** 2)
         return grey if self.channels == 1 else np.repeat(grey, self.channels, axis=1)
+
+    def _draw_chunked(self, factors: np.ndarray) -> np.ndarray:
+        """:meth:`_draw` over chunks of :data:`DRAW_CHUNK` frames, bounding the float32 temporaries."""
+        grey = np.empty((len(factors), 1, self.image_size, self.image_size), dtype=np.uint8)
+        for start in range(0, len(factors), DRAW_CHUNK):
+            grey[start:start + DRAW_CHUNK] = self._draw(factors[start:start + DRAW_CHUNK])
+        return grey
 
     def _draw(self, factors: np.ndarray) -> np.ndarray:
         """Vectorised periodic drawing of ``[N, 2]`` factor vectors -> greyscale ``[N, 1, S, S]`` uint8.

@@ -16,8 +16,6 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 #: Square side = cell pitch * (1 - scale / MAX_SCALE_DIVISOR), as in the seed renderer.
 MAX_SCALE_DIVISOR = 11
 OBSERVATIONS = ("image", "onehot")
-#: Worlds whose every rendered state fits in this many bytes are drawn once and cached.
-CACHE_BYTES = 64 * 2**20
 
 
 def _colours(name: str, values: Sequence[str]) -> tuple[str, ...]:
@@ -100,7 +98,6 @@ class GridWorld(Environment):
         self._sides = sides
         self._fg = np.array([PALETTE[c] for c in self.colours], dtype=np.uint8)
         self._bg = np.array([PALETTE[c] for c in self.backgrounds], dtype=np.uint8)
-        self._table: np.ndarray | None = None
         self._frame_bytes = int(np.prod(self.observation_shape)) * self.observation_dtype.itemsize
 
     def get_config(self) -> dict[str, Any]:
@@ -121,13 +118,7 @@ class GridWorld(Environment):
         return (centre - sides / 2).astype(np.int64), (centre + sides / 2).astype(np.int64)
 
     def render(self, factors: np.ndarray) -> np.ndarray:
-        factors = self.factors.validate(factors)
-        if self._table is None and self.factors.num_states * self._frame_bytes <= CACHE_BYTES:
-            # Small worlds: draw every state once, then rendering is a gather.
-            self._table = self._draw(self.factors.from_index(np.arange(self.factors.num_states)))
-        if self._table is not None:
-            return self._table[self.factors.to_index(factors)]
-        return self._draw(factors)
+        return self._render_cached(self.factors.validate(factors), self._draw, self._frame_bytes)
 
     def _draw(self, factors: np.ndarray) -> np.ndarray:
         """Vectorised drawing of ``[N, K]`` factor vectors (no per-sample loop)."""
