@@ -203,7 +203,7 @@ class Environment(abc.ABC):
 
         ``magnitudes [N]`` (default 1) multiplies the shift.
         """
-        factors = np.asarray(factors)
+        factors = self.factors.validate(factors)
         actions = np.asarray(actions, dtype=np.int64)
         if actions.shape != factors.shape[:1]:
             raise ValueError(f"actions must have shape {factors.shape[:1]}, got {actions.shape}")

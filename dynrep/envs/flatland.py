@@ -101,13 +101,6 @@ class Flatland(Environment):
         """Ball centres ``[N, 2]`` float64 as (x = column, y = row) pixel coordinates of factors ``[N, 2]``."""
         return (self.factors.validate(factors) + 0.5) * self.step_pixels
 
-    def step(self, factors: np.ndarray, actions: np.ndarray, magnitudes: np.ndarray | None = None) -> np.ndarray:
-        """Move the ball: ``factors [N, 2]``, ``actions [N]`` (right, left, down, up) -> ``[N, 2]``, wrapping.
-
-        ``magnitudes [N]`` (default 1) repeats each action that many times.
-        """
-        return super().step(self.factors.validate(factors), actions, magnitudes)
-
     def render(self, factors: np.ndarray) -> np.ndarray:
         """Frames ``[N, channels, S, S]`` uint8 (ball 255, background 0) of factor vectors ``[N, 2]``."""
         # The cache holds greyscale frames (the default world: 100 of them); channels are copies.
