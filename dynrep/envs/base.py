@@ -228,15 +228,17 @@ class Environment(abc.ABC):
         """Random-action episodes from uniformly random start states.
 
         Returns a :class:`Trajectory` with ``obs [batch, length+1, *obs_shape]``,
-        ``actions [batch, length]`` int64, ``factors [batch, length+1, K]`` and, when
+        ``actions [batch, length]`` int64, ``factors [batch, length+1, K]`` (int64 class indices, or float
+        values in worlds with continuous factors) and, when
         ``max_magnitude > 1``, ``magnitudes [batch, length]`` drawn from ``1..max_magnitude``.
         """
         batch = check_int("batch", batch, 1)
         length = check_int("length", length, 0)
         max_magnitude = check_int("max_magnitude", max_magnitude, 1)
         rng = as_generator(rng)
-        factors = np.empty((batch, length + 1, len(self.factors)), dtype=np.int64)
-        factors[:, 0] = self.sample_factors(batch, rng)
+        start = self.sample_factors(batch, rng)
+        factors = np.empty((batch, length + 1, len(self.factors)), dtype=start.dtype)
+        factors[:, 0] = start
         actions = self.actions.sample((batch, length), rng)
         magnitudes = rng.integers(1, max_magnitude + 1, size=(batch, length)) if max_magnitude > 1 else None
         for t in range(length):  # a loop over time only; each step is batched
