@@ -1,0 +1,134 @@
+"""Environment-level metrics: the Sampler, the FactorVAE and β-VAE scores, and compute()."""
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from dynrep.envs.base import ActionSpace, Environment, FactorSpace
+from dynrep.metrics import beta_vae, factor_vae
+from dynrep.metrics.beta_vae import beta_vae_score
+from dynrep.metrics.factor_vae import factor_vae_score
+from dynrep.metrics.sampling import Sampler
+
+
+class FactorVectors(Environment):
+    """Observations are the factor vectors themselves (float32), so a representation is any function of them."""
+
+    def __init__(self, sizes=(4, 5, 3)):
+        self.factors = FactorSpace(tuple(f"f{k}" for k in range(len(sizes))), tuple(sizes), (False,) * len(sizes))
+        self.actions = ActionSpace.factor_shifts(self.factors)
+        self.observation_shape = (len(sizes),)
+        self.observation_dtype = np.dtype(np.float32)
+
+    def render(self, factors):
+        return self.factors.validate(factors).astype(np.float32)
+
+    def get_config(self):
+        return {}
+
+
+def identity(obs):
+    return obs
+
+
+def test_sampler_encodes_in_batches_and_checks_shapes():
+    env = FactorVectors()
+    calls = []
+
+    def rep(obs):
+        calls.append(len(obs))
+        return obs * 2
+
+    sampler = Sampler(env, rep, seed=3, batch_size=7)
+    codes, factors = sampler.sample(20)
+    assert calls == [7, 7, 6] and codes.shape == (20, 3) and factors.shape == (20, 3)
+    np.testing.assert_array_equal(codes, 2 * factors)
+    again, _ = Sampler(env, rep, seed=3, batch_size=5).sample(20)
+    np.testing.assert_array_equal(again, codes)  # same seed, same observations, whatever the batching
+    with pytest.raises(ValueError, match=r"representation_fn must return codes of shape \[4, num_codes\]"):
+        Sampler(env, lambda obs: obs[:, 0], batch_size=4).sample(4)
+    with pytest.raises(TypeError, match="representation_fn must be callable"):
+        Sampler(env, "encoder")
+
+
+def reference_factor_vae_votes(env, rep, rng, num_votes, batch_size, global_var, active):
+    """disentanglement_lib's vote loop, one vote at a time."""
+    votes = np.zeros((len(env.factors), len(global_var)), dtype=np.int64)
+    for _ in range(num_votes):
+        k = rng.integers(0, len(env.factors), size=1)[0]
+        f = env.sample_factors(batch_size, rng)
+        f[:, k] = f[0, k]
+        local = np.var(np.asarray(rep(env.render(f)), dtype=np.float64), axis=0, ddof=1)
+        dims = np.flatnonzero(active)
+        votes[k, dims[np.argmin(local[dims] / global_var[dims])]] += 1
+    return votes
+
+
+def mixing(obs):
+    obs = torch.as_tensor(obs, dtype=torch.float64)
+    return torch.stack([obs[:, 0] + obs[:, 1], obs[:, 0] - obs[:, 1], obs[:, 2], 0 * obs[:, 2] + 1], dim=1)
+
+
+def test_factor_vae_votes_match_the_reference_loop(monkeypatch):
+    env = FactorVectors()
+    monkeypatch.setattr(factor_vae, "VOTE_OBSERVATIONS", 16)  # one vote per chunk: the reference's draw order
+    result = factor_vae_score(Sampler(env, mixing, seed=5, batch_size=512), num_variance_estimate=300, num_train=60, num_eval=30,
+                              batch_size=16)
+    rng = np.random.default_rng(5)
+    codes = mixing(env.sample_trajectories(300, 0, rng).obs[:, 0]).numpy()
+    global_var = np.var(codes, axis=0, ddof=1)
+    active = np.sqrt(global_var) >= 0.05
+    assert active.tolist() == [True, True, True, False]  # the constant code is pruned
+    np.testing.assert_array_equal(result["votes"],
+                                  reference_factor_vae_votes(env, mixing, rng, 60, 16, global_var, active))
+    assert result["num_active_dims"] == 3 and result["votes"].sum() == 60
+
+
+def test_factor_vae_perfect_mixed_random_and_inactive():
+    env = FactorVectors()
+    perfect = factor_vae_score(Sampler(env, identity), num_train=300, num_eval=200)
+    assert perfect["train_accuracy"] == 1.0 and perfect["eval_accuracy"] == 1.0
+    mixed = factor_vae_score(Sampler(env, mixing), num_train=300, num_eval=200)
+    assert mixed["eval_accuracy"] < 0.9
+    rng = np.random.default_rng(0)
+    noise = factor_vae_score(Sampler(env, lambda obs: rng.normal(size=(len(obs), 3))), num_train=300, num_eval=200)
+    assert noise["eval_accuracy"] < 0.6
+    constant = factor_vae_score(Sampler(env, lambda obs: np.zeros((len(obs), 2))), num_train=10, num_eval=10)
+    assert constant["num_active_dims"] == 0 and constant["eval_accuracy"] == 0.0
+
+
+def test_beta_vae_matches_the_reference_and_ranks_representations(monkeypatch):
+    env = FactorVectors()
+    monkeypatch.setattr(beta_vae, "POINT_OBSERVATIONS", 2 * 8)  # one point per chunk: the reference's draw order
+    result = beta_vae_score(Sampler(env, mixing, seed=2), num_train=80, num_eval=40, batch_size=8)
+    rng = np.random.default_rng(2)
+
+    def points(n):
+        xs, ys = [], []
+        for _ in range(n):
+            k = rng.integers(0, 3, size=1)[0]
+            a, b = env.sample_factors(8, rng), env.sample_factors(8, rng)
+            b[:, k] = a[:, k]
+            xs.append(np.mean(np.abs(mixing(env.render(a)).numpy() - mixing(env.render(b)).numpy()), axis=0))
+            ys.append(k)
+        return np.array(xs), np.array(ys)
+
+    train, test = points(80), points(40)
+    model = LogisticRegression(random_state=np.random.RandomState(0)).fit(*train)
+    assert result["train_accuracy"] == pytest.approx(np.mean(model.predict(train[0]) == train[1]), abs=1e-12)
+    assert result["eval_accuracy"] == pytest.approx(np.mean(model.predict(test[0]) == test[1]), abs=1e-12)
+    perfect = beta_vae_score(Sampler(env, identity), num_train=300, num_eval=200)
+    assert perfect["eval_accuracy"] == 1.0
+    rng2 = np.random.default_rng(1)
+    noise = beta_vae_score(Sampler(env, lambda obs: rng2.normal(size=(len(obs), 3))), num_train=300, num_eval=200)
+    assert noise["eval_accuracy"] < 0.6
+
+
+def test_sampled_scores_refuse_unsuitable_worlds():
+    with pytest.raises(ValueError, match="factor 'f1' of FactorVectors has a single value"):
+        factor_vae_score(Sampler(FactorVectors((3, 1)), identity), num_train=10, num_eval=10)
+    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+        factor_vae_score(Sampler(FactorVectors(), identity), num_train=10, num_eval=10, batch_size=1)
+    from dynrep.envs.pendulum import Pendulum
+    with pytest.raises(ValueError, match="beta_vae needs discrete factors"):
+        beta_vae_score(Sampler(Pendulum(), identity), num_train=10, num_eval=10)
