@@ -6,10 +6,14 @@ Prints, measured in this process:
      published h5 format (target >= 10,000 from page cache);
   2. for Shapes3D, the same batch read image by image through h5py (what a plain
      h5 loader does) in the same process, and the ratio;
-  3. resident memory held after opening the Shapes3D file (it must not be loaded).
+  3. resident memory held after opening the Shapes3D file (it must not be loaded);
+  4. toy-nn (mechanism sparsity): seconds and samples/s to generate the full 800,000-row
+     train subset of ``action_sparsity_non_trivial`` and ``temporal_sparsity_non_trivial``
+     (the reference's default size), then episodes/s of batched ``sample_trajectories(1024, 1)``.
 
     python benchmarks/environments.py            # reduced Shapes3D grid (64,000 images, 0.8 GB file)
     python benchmarks/environments.py --full     # the real size: 480,000 images, 5.9 GB written to --dir
+    python benchmarks/environments.py --only toy_nn
 """
 from __future__ import annotations
 
@@ -25,8 +29,11 @@ import numpy as np
 import torch
 
 from dynrep import Circles, Flatland, GridWorld, Shapes3D
+from dynrep.envs.toy_nn import ToyNN
 
 BATCH, LENGTH = 256, 10
+#: toy-nn batches: the reference's batch size, one transition per episode.
+TOY_BATCH = 1024
 
 
 def rss_mb() -> float:
@@ -46,6 +53,27 @@ def frames_per_second(env, repeats: int = 5) -> float:
     return BATCH * (LENGTH + 1) / best
 
 
+def toy_nn_rows() -> None:
+    """Generation time of the full train subsets, then batched sampling from the cached arrays."""
+    print("\ntoy-nn, train subset of the default num_samples = 1,000,000 (800,000 rows)")
+    for dataset in ("action_sparsity_non_trivial", "temporal_sparsity_non_trivial"):
+        env = ToyNN(dataset)
+        start = time.perf_counter()
+        env.observations  # generates and caches every array of the subset
+        seconds = time.perf_counter() - start
+        frames = env.observations.shape[0] * env.observations.shape[1]
+        print(f"{dataset:32s} generate {seconds:5.2f} s  {env.num_rows / seconds:12,.0f} samples/s "
+              f"({frames / seconds:,.0f} frames/s)")
+        rng = np.random.default_rng(0)
+        env.sample_trajectories(TOY_BATCH, 1, rng)
+        best = float("inf")
+        for _ in range(20):
+            start = time.perf_counter()
+            env.sample_trajectories(TOY_BATCH, 1, rng)
+            best = min(best, time.perf_counter() - start)
+        print(f"{'':32s} sample_trajectories({TOY_BATCH}, 1) {TOY_BATCH / best:12,.0f} episodes/s")
+
+
 def write_shapes3d(path: Path, full: bool) -> None:
     sizes = (10, 10, 10, 8, 4, 15) if full else (10, 10, 10, 8, 4, 2)
     values = [np.arange(10) / 10] * 3 + [np.linspace(0.75, 1.25, 8), np.arange(4.0), np.linspace(-30, 30, 15)]
@@ -60,17 +88,13 @@ def write_shapes3d(path: Path, full: bool) -> None:
         f.create_dataset("labels", data=labels)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="write and read a full-size Shapes3D file")
-    parser.add_argument("--dir", default=None, help="where to write the Shapes3D-format file (default: a temp dir)")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    print(f"one core; batches of {BATCH} episodes x {LENGTH + 1} frames\n")
+def procedural_rows() -> None:
     for name, env in [("GridWorld 5x5, 64x64x3", GridWorld(size=5)), ("Flatland 10, 64x64x1", Flatland()),
                       ("Circles 32x32, 64x64x1", Circles())]:
         print(f"{name:28s}{frames_per_second(env):12,.0f} frames/s")
 
+
+def shapes3d_rows(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = Path(tmp) / "3dshapes.h5"
         start = time.perf_counter()
@@ -94,6 +118,26 @@ def main() -> None:
         print(f"resident memory held after opening (RSS after - before): {opened - before:.0f} MiB "
               f"(the uint8 images are {env._images.nbytes / 2**20:,.0f} MiB, as float32 "
               f"{4 * env._images.nbytes / 2**20:,.0f} MiB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="write and read a full-size Shapes3D file")
+    parser.add_argument("--dir", default=None, help="where to write the Shapes3D-format file (default: a temp dir)")
+    parser.add_argument("--only", choices=("all", "procedural", "shapes3d", "toy_nn"), default="all",
+                        help="run only one group of rows")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.only in ("all", "procedural", "shapes3d"):
+        print(f"one core; batches of {BATCH} episodes x {LENGTH + 1} frames\n")
+    if args.only in ("all", "procedural"):
+        procedural_rows()
+    if args.only in ("all", "shapes3d"):
+        shapes3d_rows(args)
+    if args.only in ("all", "toy_nn"):
+        if args.only == "toy_nn":
+            print("one core", end="")
+        toy_nn_rows()
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from dynrep.envs.gridworld import GridWorld
 from dynrep.envs.mpi3d import MPI3D
 from dynrep.envs.pendulum import Pendulum
 from dynrep.envs.shapes3d import Shapes3D
+from dynrep.envs.toy_nn import ToyNN
 from dynrep.envs.registry import list_envs, make_env, register_env
 
 __all__ = ["ActionSpace", "Cars3D", "CausalEnvironment", "Circles", "DSprites", "Environment",
            "FactorImageEnvironment", "FactorSpace", "Flatland", "Flow", "GridWorld", "MPI3D", "Pendulum", "Shapes3D",
-           "Simple", "list_envs", "make_env", "register_env"]
+           "Simple", "ToyNN", "list_envs", "make_env", "register_env"]
