@@ -132,7 +132,8 @@ def leftovers(directory: Path) -> list[str]:
 # ----------------------------------------------------------------------------------------- table, paths, errors
 
 def test_table_holds_the_documented_sources():
-    assert list(DATASETS) == ["shapes3d", "dsprites", "cars3d", "mpi3d_toy", "mpi3d_realistic", "mpi3d_real"]
+    assert list(DATASETS) == ["shapes3d", "dsprites", "cars3d", "mpi3d_toy", "mpi3d_realistic", "mpi3d_real",
+                             "causal_circuit"]
     shapes = DATASETS["shapes3d"]
     assert (shapes.file, shapes.size) == ("3dshapes.h5", 267_573_662)
     assert shapes.checksum == ("sha256", "0a0f6ed98baff276a50f3a081a7434d788da63cb135a98189b2a5b5769be1785")

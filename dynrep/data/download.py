@@ -8,6 +8,10 @@ the final name always holds a verified file and a bad download never replaces a 
 Sources (``DATASETS``; provenance of each checksum next to its entry): the URL in the table, else
 ``url=`` / ``--url`` (a mirror, or a ``file://`` URL of a copy on disk), or ``$DYNREP_MIRROR`` (a base URL or
 directory holding the files under their official names).
+
+A multi-file dataset (CausalCircuit: ``train-0.npz`` ... ``test.npz``) is a directory of files, each fetched and
+verified like a single-file dataset; it is complete when every file is. Its ``--url`` is the base (URL prefix or
+directory) holding those files; under ``$DYNREP_MIRROR`` they are looked up as ``<mirror>/<dataset dir>/<file>``.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -43,11 +48,17 @@ class DownloadError(RuntimeError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """One downloadable file.
+    """One downloadable file, or a directory of them.
 
     ``size`` (bytes) and the checksums are ``None`` where no source gives them; the download is then checked
     against what is known (the others, and the file format's magic bytes). The sha256 is preferred over the md5.
     ``extract_to`` names the directory an archive is unpacked into (Cars3D); ``None`` for files used as they are.
+    ``arrays`` names arrays an ``.npz`` must hold (its zip directory is read: catches truncated or foreign files
+    when no checksum is known). ``url`` is ``""`` where no direct download URL is known; ``homepage`` then says
+    where the files are distributed.
+
+    A multi-file dataset has ``parts``: one entry per file, stored in the directory ``file`` (under the data
+    directory); the entry's own ``url``/size/checksums are unused.
     """
     name: str
     file: str
@@ -58,6 +69,9 @@ class Dataset:
     mirrors: tuple[str, ...] = ()
     extract_to: str | None = None
     script: str = ""
+    arrays: tuple[str, ...] = ()
+    parts: tuple["Dataset", ...] = ()
+    homepage: str = ""
 
     @property
     def checksum(self) -> tuple[str, str] | None:
@@ -84,6 +98,23 @@ def _mpi3d(variant: str, md5: str) -> Dataset:
                    script=f"scripts/download_mpi3d.sh {variant}")
 
 
+#: Qualcomm's CausalCircuit page, where the files are distributed. The Brehmer et al. and ICM-VAE READMEs link the
+#: older address developer.qualcomm.com/software/ai-datasets/causalcircuit (same page text). Neither the page text
+#: available offline nor any public code gives a direct file URL (Qualcomm's dataset downloads usually need a
+#: sign-in and a licence acceptance; not verified here).
+CAUSAL_CIRCUIT_PAGE = "https://www.qualcomm.com/developer/software/causal-circuit-dataset"
+#: The files the reference loaders open: ``train-{0..9}.npz`` (Brehmer et al. ``get_dataloader`` and ICM-VAE),
+#: ``val.npz`` (Brehmer et al.), ``test.npz`` (both).
+CAUSAL_CIRCUIT_FILES = tuple(f"train-{i}.npz" for i in range(10)) + ("val.npz", "test.npz")
+
+
+def _causal_circuit() -> Dataset:
+    parts = tuple(Dataset("causal_circuit", file, "", arrays=("imgs", "original_latents"))
+                  for file in CAUSAL_CIRCUIT_FILES)
+    return Dataset("causal_circuit", "causal_circuit", "", parts=parts, homepage=CAUSAL_CIRCUIT_PAGE,
+                   script="scripts/download_causal_circuit.sh")
+
+
 #: The downloadable datasets. Checksums come from /work/shared/specs/latent.md section 2 (which cites tfds and
 #: nmichlo/disent) unless noted:
 #:
@@ -95,6 +126,9 @@ def _mpi3d(variant: str, md5: str) -> Dataset:
 #:   size unknown. After verification ``data/cars/*.mat`` (and ``list.txt``) are unpacked into ``cars3d/``.
 #: * ``mpi3d_*``: md5 from the spec (= disent ``uri_hash['full']``); sizes unknown. The old Google Storage
 #:   URL is tried when the Hugging Face one cannot be reached.
+#: * ``causal_circuit``: no direct URL, size or checksum is known (files distributed from
+#:   :data:`CAUSAL_CIRCUIT_PAGE`). Fetch them there, then ``dynrep download causal_circuit --url DIR``
+#:   verifies them (zip directory holding ``imgs`` and ``original_latents``) and installs them.
 DATASETS: dict[str, Dataset] = {
     "shapes3d": Dataset("shapes3d", "3dshapes.h5", "https://storage.googleapis.com/3d-shapes/3dshapes.h5",
                         size=267_573_662,
@@ -110,6 +144,7 @@ DATASETS: dict[str, Dataset] = {
     "mpi3d_toy": _mpi3d("toy", "55889cb7c7dfc655d6e0277beee88868"),
     "mpi3d_realistic": _mpi3d("realistic", "59a6225b88b635365f70c91b3e52f70f"),
     "mpi3d_real": _mpi3d("real", "0f33f609918fb5c97996692f91129802"),
+    "causal_circuit": _causal_circuit(),
 }
 
 
@@ -133,13 +168,16 @@ def _target(entry: Dataset, root: Path) -> Path:
 def _is_complete(entry: Dataset, target: Path) -> bool:
     """Whether ``target`` is a finished download. Final names are only ever created from verified files, so
     this checks presence (and the size when known) rather than re-hashing gigabytes."""
+    if entry.parts:
+        return target.is_dir() and all(_is_complete(part, target / part.file) for part in entry.parts)
     if entry.extract_to:
         return target.is_dir() and any(target.glob("*.mat"))
     return target.is_file() and (entry.size is None or target.stat().st_size == entry.size)
 
 
 def dataset_path(name: str) -> Path:
-    """Where dataset ``name`` lives: its file, or for Cars3D the directory of ``.mat`` files.
+    """Where dataset ``name`` lives: its file, or for Cars3D the directory of ``.mat`` files, or for a multi-file
+    dataset (CausalCircuit) the directory of its files (only once every file is there).
 
     Raises:
         KeyError: unknown name (the message lists the known ones).
@@ -149,8 +187,15 @@ def dataset_path(name: str) -> Path:
     path = _target(entry, data_dir())
     if not _is_complete(entry, path):
         state = "not found" if not path.exists() else "incomplete"
+        if entry.parts and path.exists():
+            missing = [part.file for part in entry.parts if not _is_complete(part, path / part.file)]
+            state += f" (missing {', '.join(missing)})"
+        how = f"`{entry.command}` (or `{entry.script}`)"
+        if not _has_direct_url(entry):
+            how = (f"`{entry.command} --url DIR` from a directory (or base URL) holding the files you fetched from "
+                   f"{entry.homepage} (no direct download URL is known)")
         raise FileNotFoundError(
-            f"{name} {state} at {path}; fetch it with `{entry.command}` (or `{entry.script}`); "
+            f"{name} {state} at {path}; fetch it with {how}; "
             f"set $DYNREP_DATA to use another data directory (now {data_dir()})")
     return path
 
@@ -158,6 +203,10 @@ def dataset_path(name: str) -> Path:
 def download(name: str, *, dest: Path | None = None, force: bool = False, progress: bool = True,
              url: str | None = None) -> Path:
     """Fetch dataset ``name`` into ``dest`` (default :func:`data_dir`) and return its path.
+
+    A multi-file dataset is fetched file by file into ``dest/<directory>`` (each file exactly as below); files
+    already there are kept unless ``force``, so a rerun after a failure fetches only what is missing, and ``url``
+    is the base (URL prefix or directory) holding the files.
 
     The file is streamed to ``<file>.part``; a ``.part`` left by an interrupted run is resumed with an HTTP Range
     request (restarted from byte 0 if the server ignores it). Size, format and checksum are verified before the
@@ -180,6 +229,13 @@ def download(name: str, *, dest: Path | None = None, force: bool = False, progre
     with _lock(root / f".{entry.file}.lock"):
         if not force and _is_complete(entry, target):  # finished by a concurrent run while we waited
             return target
+        if entry.parts:
+            todo = [part for part in entry.parts if force or not _is_complete(part, target / part.file)]
+            sources = [_sources(part, url, entry) for part in todo]  # fails before any request without a source
+            target.mkdir(exist_ok=True)
+            for part, part_sources in zip(todo, sources):
+                _fetch_any(part, part_sources, target / part.file, progress)
+            return target
         if not entry.extract_to:
             _fetch_any(entry, _sources(entry, url), archive, progress)
             return target
@@ -193,14 +249,28 @@ def download(name: str, *, dest: Path | None = None, force: bool = False, progre
 
 # --------------------------------------------------------------------------------------------- sources, locking
 
-def _sources(entry: Dataset, url: str | None) -> list[str]:
+def _has_direct_url(entry: Dataset) -> bool:
+    return all(part.url for part in entry.parts) if entry.parts else bool(entry.url)
+
+
+def _sources(entry: Dataset, url: str | None, parent: Dataset | None = None) -> list[str]:
+    """Where to fetch ``entry`` from, best first. ``parent`` is the multi-file dataset ``entry`` belongs to:
+    ``url`` is then a base holding the files, and the mirror holds them under ``<parent dir>/<file>``."""
     if url:
-        return [_as_url(url)]
+        base = _as_url(url)
+        return [base.rstrip("/") + "/" + urllib.parse.quote(entry.file)] if parent else [base]
     mirror = os.environ.get(MIRROR_ENV)
     if mirror:
-        base = _as_url(mirror)
-        return [base.rstrip("/") + "/" + urllib.parse.quote(entry.file)]
-    return [entry.url, *entry.mirrors]
+        path = entry.file if parent is None else f"{parent.file}/{entry.file}"
+        return [_as_url(mirror).rstrip("/") + "/" + urllib.parse.quote(path)]
+    sources = [source for source in (entry.url, *entry.mirrors) if source]
+    if not sources:
+        owner = parent or entry
+        raise DownloadError(
+            f"no direct download URL is known for {owner.name}: it is distributed from {owner.homepage}. "
+            f"Fetch the files there, then run `{owner.command} --url DIR` with the "
+            f"directory (or base URL) holding them, or set ${MIRROR_ENV}; they are verified and installed")
+    return sources
 
 
 def _as_url(source: str) -> str:
@@ -272,6 +342,8 @@ def _verify(entry: Dataset, path: Path, *, remove: bool) -> str | None:
             head = f.read(len(magic))
         if head != magic:
             problem = f"format mismatch: a {Path(entry.file).suffix} file starts with {magic!r}, got {head!r}"
+        elif entry.arrays and (missing := _npz_problem(path, entry.arrays)):
+            problem = missing
         elif entry.checksum is not None:
             algorithm, expected = entry.checksum
             got = _digest(path, algorithm)
@@ -280,6 +352,20 @@ def _verify(entry: Dataset, path: Path, *, remove: bool) -> str | None:
     if problem and remove:
         path.unlink(missing_ok=True)
     return problem
+
+
+def _npz_problem(path: Path, arrays: tuple[str, ...]) -> str | None:
+    """What is wrong with ``path`` as an ``.npz`` holding ``arrays`` (its zip directory is read), or ``None``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError) as err:
+        return f"not a complete .npz archive ({err})"
+    missing = [key for key in arrays if f"{key}.npy" not in names]
+    if missing:
+        held = sorted(name.removesuffix(".npy") for name in names)
+        return f"content mismatch: the .npz lacks array(s) {missing} (it holds {held})"
+    return None
 
 
 def _digest(path: Path, algorithm: str) -> str:

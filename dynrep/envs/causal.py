@@ -34,27 +34,46 @@ SUBSETS = ("train", "test", "all")
 DRAW_CHUNK = 64
 
 
-class CausalEnvironment(Environment):
-    """Base of the procedural causal benchmarks.
+class CausalVariables:
+    """Causal variables with a known graph, shared by the causal worlds (mixin of an Environment).
 
-    Subclasses set the class attributes below and implement :meth:`grid`,
-    :meth:`mechanism`, :meth:`abduct` and :meth:`_draw`.
-
-    Attributes:
-        variables: names of the causal variables, in label order (= ``factors.names``).
-        parents: ``{child: (parent, ...)}`` for every non-root variable, listed in a
-            topological order.
-        root_ranges: ``{root: (low, high)}``, the published range of each root (steps clamp to it).
-        bounds: ``{variable: (low, high)}``, the values the renderer accepts (interventions too).
-        label_scale: ``[K, 2]`` (centre, scale) that CausalVAE and ICM-VAE standardise labels with.
-        image_size: side of the square RGB observations in pixels.
+    Class attributes: ``variables`` (names, in label order, = ``factors.names``), ``parents``
+    (``{child: (parent, ...)}`` for every non-root variable, listed in a topological order) and
+    ``label_scale`` (``[K, 2]`` (centre, scale) the published models standardise labels with).
     """
 
     variables: tuple[str, ...]
     parents: dict[str, tuple[str, ...]]
+    label_scale: np.ndarray
+
+    @property
+    def graph(self) -> np.ndarray:
+        """``[K, K]`` int64 adjacency: ``graph[i, j] = 1`` iff ``variables[j] -> variables[i]`` (rows = children)."""
+        graph = np.zeros((len(self.variables), len(self.variables)), dtype=np.int64)
+        for child, parents in self.parents.items():
+            graph[self.variables.index(child), [self.variables.index(p) for p in parents]] = 1
+        return graph
+
+    def standardize(self, factors: np.ndarray) -> np.ndarray:
+        """Labels ``(factors - centre) / scale`` ``[N, K]`` float32 with the published :attr:`label_scale`."""
+        values = np.asarray(factors, dtype=np.float64)
+        return ((values - self.label_scale[:, 0]) / self.label_scale[:, 1]).astype(np.float32)
+
+
+class CausalEnvironment(CausalVariables, Environment):
+    """Base of the procedural causal benchmarks.
+
+    Subclasses set the class attributes below and of :class:`CausalVariables` and implement
+    :meth:`grid`, :meth:`mechanism`, :meth:`abduct` and :meth:`_draw`.
+
+    Attributes:
+        root_ranges: ``{root: (low, high)}``, the published range of each root (steps clamp to it).
+        bounds: ``{variable: (low, high)}``, the values the renderer accepts (interventions too).
+        image_size: side of the square RGB observations in pixels.
+    """
+
     root_ranges: dict[str, tuple[float, float]]
     bounds: dict[str, tuple[float, float]]
-    label_scale: np.ndarray
 
     def __init__(self, *, subset: str = "train", image_size: int = 96):
         if subset not in SUBSETS:
@@ -67,9 +86,6 @@ class CausalEnvironment(Environment):
         self.actions = ActionSpace.factor_shifts(self.factors, actionable=roots)
         self.observation_shape = (3, self.image_size, self.image_size)
         self.observation_dtype = np.dtype(np.uint8)
-        self.graph = np.zeros((k, k), dtype=np.int64)
-        for child, parents in self.parents.items():
-            self.graph[self.variables.index(child), [self.variables.index(p) for p in parents]] = 1
         values, test = self.grid()
         keep = {"train": ~test, "test": test, "all": np.ones_like(test)}[subset]
         self._rows = values[keep]
@@ -156,11 +172,6 @@ class CausalEnvironment(Environment):
             if child in downstream:
                 new[:, self.variables.index(child)] = self.mechanism(child, new, noise)
         return self.check_values(new, "intervened factors")
-
-    def standardize(self, factors: np.ndarray) -> np.ndarray:
-        """Labels ``(factors - centre) / scale`` ``[N, K]`` float32 with the published :attr:`label_scale`."""
-        values = np.asarray(factors, dtype=np.float64)
-        return ((values - self.label_scale[:, 0]) / self.label_scale[:, 1]).astype(np.float32)
 
     # ---------------------------------------------------------------- the Environment contract
 
