@@ -50,7 +50,7 @@ def check_not_constant(factors: np.ndarray, name: str = "factors") -> None:
     constant = np.all(factors == factors[:1], axis=0)
     if constant.any():
         raise ValueError(f"{name}: column {int(np.argmax(constant))} is constant over the sample; "
-                         "this metric needs every factor to vary (drop the column or sample more)")
+                         "this metric needs every column to vary (drop it or sample more)")
 
 
 def discretize(codes: np.ndarray, num_bins: int = NUM_BINS) -> np.ndarray:
@@ -92,3 +92,21 @@ def discrete_entropy(factors: np.ndarray) -> np.ndarray:
         p = np.bincount(_labels(factors[:, k])[0]) / factors.shape[0]
         out[k] = float(-np.sum(p * np.log(p)))
     return out
+
+
+def check_train_test(train_codes, train_factors, test_codes, test_factors, *, discrete: bool = True):
+    """Validated ``(train_codes, train_factors, test_codes, test_factors)`` of a metric with a train/test split:
+    the two splits must have the same numbers of codes and of factors (the test split may hold a single row), and
+    every train factor must take at least two values."""
+    train_codes = check_codes(train_codes, "train_codes")
+    train_factors = check_factors(train_factors, train_codes.shape[0], "train_factors", discrete=discrete)
+    test_codes = check_codes(test_codes, "test_codes", min_samples=1)
+    test_factors = check_factors(test_factors, test_codes.shape[0], "test_factors", discrete=discrete)
+    if test_codes.shape[1] != train_codes.shape[1]:
+        raise ValueError(f"test_codes must have as many codes as train_codes ({train_codes.shape[1]}), "
+                         f"got {test_codes.shape[1]}")
+    if test_factors.shape[1] != train_factors.shape[1]:
+        raise ValueError(f"test_factors must have as many factors as train_factors ({train_factors.shape[1]}), "
+                         f"got {test_factors.shape[1]}")
+    check_not_constant(train_factors, "train_factors")
+    return train_codes, train_factors, test_codes, test_factors
