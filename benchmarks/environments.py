@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 import torch
 
-from dynrep import Circles, Flatland, GridWorld, Shapes3D
+from dynrep import Circles, Flatland, Flow, GridWorld, Pendulum, Shapes3D
 from dynrep.envs.toy_nn import ToyNN
 
 BATCH, LENGTH = 256, 10
@@ -90,7 +90,8 @@ def write_shapes3d(path: Path, full: bool) -> None:
 
 def procedural_rows() -> None:
     for name, env in [("GridWorld 5x5, 64x64x3", GridWorld(size=5)), ("Flatland 10, 64x64x1", Flatland()),
-                      ("Circles 32x32, 64x64x1", Circles())]:
+                      ("Circles 32x32, 64x64x1", Circles()), ("Pendulum, 64x64x3", Pendulum(image_size=64)),
+                      ("Pendulum, 96x96x3 (published)", Pendulum()), ("Flow, 96x96x3 (published)", Flow())]:
         print(f"{name:28s}{frames_per_second(env):12,.0f} frames/s")
 
 

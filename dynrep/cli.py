@@ -48,8 +48,15 @@ def _resume(args: argparse.Namespace):
     return RepresentationLearner.load(args.run, device=args.device)
 
 
+def _metric_names(text: str | None) -> list[str] | None:
+    """``--metrics``: None (the environment's defaults), ``none`` (model scores only) or a comma list."""
+    if text is None:
+        return None
+    return [] if text == "none" else [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    scores = _resume(args).evaluate()
+    scores = _resume(args).evaluate(_metric_names(args.metrics), num_train=args.num_train, num_test=args.num_test)
     if args.json:
         print(json.dumps(scores, indent=2))
     else:
@@ -74,8 +81,8 @@ def _demo(args: argparse.Namespace) -> int:
     learner.train(args.steps, checkpoint_dir=out / "checkpoint", progress=not args.quiet)
     files = [learner.animate(out / "rollout.gif"), learner.animate(out / "traversal.gif", kind="traversal"),
              learner.plot_representation(out / "angles.png"), learner.plot_training(out / "training.png")]
-    print("metrics:")
-    _print_scores(learner.evaluate())
+    print("metrics (representation metrics on 2,000 training / 1,000 test points):")
+    _print_scores(learner.evaluate(num_train=2000, num_test=1000))
     print("wrote:", *files, out / "checkpoint", sep="\n  ")
     return 0
 
@@ -130,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="print the scores of a checkpoint")
     p.add_argument("run", help="checkpoint directory")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated metric names (see dynrep.metrics.list_metrics()), or 'none'; "
+                        "default: the environment's standard set")
+    p.add_argument("--num-train", type=int, default=None, help="training points per metric (reference: 10000)")
+    p.add_argument("--num-test", type=int, default=None, help="test points per metric (reference: 5000)")
     common(p)
     p.set_defaults(func=_evaluate)
 

@@ -42,8 +42,8 @@ def test_learner_round_trip(make_learner, tmp_path, model):
     assert_same_params(params_of(learner.model), params_of(loaded.model))
     obs = sample_obs(learner.env)
     assert torch.equal(loaded.encode(obs), learner.encode(obs))
-    assert loaded.evaluate(num_episodes=4, episode_length=2, prediction_steps=(1, 2)) == \
-        learner.evaluate(num_episodes=4, episode_length=2, prediction_steps=(1, 2))
+    assert loaded.evaluate((), num_episodes=4, episode_length=2, prediction_steps=(1, 2)) == \
+        learner.evaluate((), num_episodes=4, episode_length=2, prediction_steps=(1, 2))
     # Optimiser moments restored too.
     a, b = learner.trainer.optimizer.state_dict(), loaded.trainer.optimizer.state_dict()
     assert a["param_groups"] == b["param_groups"]

@@ -220,7 +220,8 @@ def test_colour_factor_is_cyclic():
 def test_step_validates_actions():
     env = GridWorld(size=3, observation="onehot")
     f = np.zeros((2, 2), dtype=np.int64)
-    with pytest.raises(ValueError, match=r"actions must be in \[0, 4\), got values in \[0, 4\]"):
+    names = r"\(\['row\+', 'row-', 'column\+', 'column-'\]\)"
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 4\) " + names + r", got values in \[0, 4\]"):
         env.step(f, np.array([0, 4]))
     with pytest.raises(ValueError, match=r"actions must be in \[0, 4\)"):
         env.step(f, np.array([-1, 0]))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL, assert_same_params, params_of, tiny_learner
-from dynrep import DynamicRepresentationLearner, GridWorld, RepresentationLearner
+from dynrep import DynamicRepresentationLearner, GridWorld, RepresentationLearner, metrics
 from dynrep import TestResult as Result  # aliased so pytest does not try to collect it
 from dynrep.data import Trajectory
 from dynrep.learner import resolve_device
@@ -223,7 +223,7 @@ def test_test_argument_errors(trained_rotation):
 
 # -- evaluate() ------------------------------------------------------------------------------
 def test_evaluate_rotation(trained_rotation):
-    scores = trained_rotation.evaluate(num_episodes=4, episode_length=5, prediction_steps=(1, 5))
+    scores = trained_rotation.evaluate((), num_episodes=4, episode_length=5, prediction_steps=(1, 5))
     assert all(isinstance(k, str) and isinstance(v, float) and np.isfinite(v) for k, v in scores.items())
     for key in ("reconstruction_error", "prediction_error/1", "prediction_error/5", "rotation_purity_min",
                 "rotation_eigen_purity_min", "plane_sharing", "plane_disjoint", "entanglement"):
@@ -232,16 +232,16 @@ def test_evaluate_rotation(trained_rotation):
         assert f"rotation_purity/{action}" in scores and f"rotation_eigen_purity/{action}" in scores
     assert "prediction_error/10" not in scores
     assert scores["reconstruction_error"] > 0
-    assert scores == trained_rotation.evaluate(num_episodes=4, episode_length=5, prediction_steps=(1, 5))
+    assert scores == trained_rotation.evaluate((), num_episodes=4, episode_length=5, prediction_steps=(1, 5))
 
 
 def test_evaluate_default_arguments(trained_rotation):
-    scores = trained_rotation.evaluate(num_episodes=2)
+    scores = trained_rotation.evaluate((), num_episodes=2)
     assert {"prediction_error/1", "prediction_error/5", "prediction_error/10"} <= set(scores)
 
 
 def test_evaluate_vae(trained_vae):
-    scores = trained_vae.evaluate(num_episodes=4, episode_length=2, prediction_steps=(1,))
+    scores = trained_vae.evaluate((), num_episodes=4, episode_length=2, prediction_steps=(1,))
     assert set(scores) == {"reconstruction_error"}
     assert isinstance(scores["reconstruction_error"], float) and scores["reconstruction_error"] > 0
 
@@ -251,3 +251,26 @@ def test_evaluate_prediction_steps_beyond_episode(trained_rotation):
         trained_rotation.evaluate(num_episodes=2, episode_length=4, prediction_steps=(1, 5))
     with pytest.raises(ValueError, match=r"prediction_steps must be >= 1"):
         trained_rotation.evaluate(num_episodes=2, episode_length=4, prediction_steps=(0,))
+
+
+def test_evaluate_with_representation_metrics(trained_vae):
+    scores = trained_vae.evaluate(["mig", "sap", "factor_vae"], num_train=300, num_test=100, num_episodes=2,
+                                  options={"sap": {"continuous_factors": False}})
+    assert {"mig", "sap", "factor_vae/train_accuracy", "factor_vae/eval_accuracy",
+            "factor_vae/num_active_dims"} <= set(scores)
+    assert all(isinstance(v, float) and np.isfinite(v) for v in scores.values())
+    assert 0 <= scores["mig"] <= 1 and 0 <= scores["factor_vae/eval_accuracy"] <= 1
+    direct = metrics.compute("mig", trained_vae.env, trained_vae.model.representation, seed=trained_vae.seed,
+                             num_train=300)
+    assert scores["mig"] == direct["mig"]
+    with pytest.raises(ValueError, match=r"options given for metrics that are not computed: \['dci'\]"):
+        trained_vae.evaluate(["mig"], num_train=50, options={"dci": {"mode": "fast"}})
+    with pytest.raises(ValueError, match="unknown metric 'migg'"):
+        trained_vae.evaluate(["migg"], num_train=50)
+
+
+def test_default_metrics_follow_the_factors():
+    from dynrep.envs.pendulum import Pendulum
+    from dynrep.metrics.compute import default_metrics
+    assert default_metrics(GridWorld(size=3)) == ["mig", "dci", "sap", "factor_vae", "beta_vae", "modularity"]
+    assert default_metrics(Pendulum()) == ["mcc"]

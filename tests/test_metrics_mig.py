@@ -1,6 +1,7 @@
 """dynrep.metrics.mig: histogram MIG (disentanglement_lib) and the continuous estimator of Chen et al."""
 from __future__ import annotations
 
+import importlib
 import itertools
 
 import numpy as np
@@ -9,8 +10,9 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 from sklearn.metrics import mutual_info_score
 
-import dynrep.metrics.mig as mig_module
 from dynrep.metrics.mig import mig
+
+mig_module = importlib.import_module("dynrep.metrics.mig")  # the package exports the function under the same name
 
 SIZES = (4, 3, 5, 2)
 

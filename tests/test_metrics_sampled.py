@@ -132,3 +132,17 @@ def test_sampled_scores_refuse_unsuitable_worlds():
     from dynrep.envs.pendulum import Pendulum
     with pytest.raises(ValueError, match="beta_vae needs discrete factors"):
         beta_vae_score(Sampler(Pendulum(), identity), num_train=10, num_eval=10)
+
+
+def test_encode_factors_encodes_each_distinct_state_once():
+    env = FactorVectors((2, 3))
+    seen = []
+
+    def rep(obs):
+        seen.append(len(obs))
+        return obs + 1
+
+    factors = env.sample_factors(500, 0)
+    codes = Sampler(env, rep, batch_size=4).encode_factors(factors)
+    assert sum(seen) == 6 and max(seen) <= 4  # 6 states, batches of at most 4
+    np.testing.assert_array_equal(codes, factors + 1)

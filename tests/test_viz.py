@@ -151,3 +151,16 @@ def test_plot_representation_on_vae(learners, tmp_path):
     with pytest.raises(ValueError, match="model 'vae' has no action angles to plot"):
         learners["vae"].plot_representation(tmp_path / "angles.png")
     assert not (tmp_path / "angles.png").exists()
+
+
+def test_plot_metric_matrices(tmp_path):
+    from dynrep import metrics
+    from dynrep.viz.plots import plot_metric_matrices
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 4, size=(300, 2))
+    codes = factors + 0.1 * rng.normal(size=factors.shape)
+    results = {"mig": metrics.mig(codes, factors), "mcc": metrics.mcc(factors.astype(float), codes)}
+    path = plot_metric_matrices(results, tmp_path / "m" / "matrices.png", factor_names=["a", "b"])
+    assert path.is_file() and path.stat().st_size > 1000
+    with pytest.raises(ValueError, match="no matrix to plot"):
+        plot_metric_matrices({"sap": {"sap": 0.5}}, tmp_path / "x.png")

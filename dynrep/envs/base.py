@@ -152,6 +152,16 @@ class ActionSpace:
                 sign.append(s)
         return cls(names=tuple(names), factor_of=tuple(factor_of), sign=tuple(sign))
 
+    def validate(self, actions: np.ndarray, num_rows: int) -> np.ndarray:
+        """Discrete ``actions`` as int64 ``[num_rows]``; ValueError on a wrong shape or an unknown action."""
+        actions = np.asarray(actions, dtype=np.int64)
+        if actions.shape != (num_rows,):
+            raise ValueError(f"actions must have shape ({num_rows},), got {actions.shape}")
+        if actions.size and (actions.min() < 0 or actions.max() >= self.n):
+            raise ValueError(f"actions must be in [0, {self.n}) ({list(self.names)}), got values in "
+                             f"[{actions.min()}, {actions.max()}]")
+        return actions
+
     def sample(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
         """Uniform random discrete actions of the given shape, int64."""
         if not self.discrete:
@@ -204,12 +214,7 @@ class Environment(abc.ABC):
         ``magnitudes [N]`` (default 1) multiplies the shift.
         """
         factors = self.factors.validate(factors)
-        actions = np.asarray(actions, dtype=np.int64)
-        if actions.shape != factors.shape[:1]:
-            raise ValueError(f"actions must have shape {factors.shape[:1]}, got {actions.shape}")
-        if actions.size and (actions.min() < 0 or actions.max() >= self.actions.n):
-            raise ValueError(f"actions must be in [0, {self.actions.n}), got values in "
-                             f"[{actions.min()}, {actions.max()}]")
+        actions = self.actions.validate(actions, len(factors))
         moved = np.asarray(self.actions.factor_of, dtype=np.int64)[actions]
         shift = np.asarray(self.actions.sign, dtype=np.int64)[actions]
         if magnitudes is not None:

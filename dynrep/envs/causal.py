@@ -31,7 +31,7 @@ from dynrep.envs.base import ActionSpace, Environment, FactorSpace, as_generator
 
 SUBSETS = ("train", "test", "all")
 #: Images drawn at a time (bounds the float32 temporaries of the rasteriser).
-DRAW_CHUNK = 64
+DRAW_CHUNK = 512
 
 
 class CausalVariables:
@@ -193,12 +193,7 @@ class CausalEnvironment(CausalVariables, Environment):
         """Shift one root per row by ``±magnitude`` label units (clamped to :attr:`root_ranges`) and
         re-apply every mechanism with the row's abducted exogenous noise. ``[N, K]``, ``[N]`` -> ``[N, K]``."""
         values = self.check_values(factors)
-        actions = np.asarray(actions, dtype=np.int64)
-        if actions.shape != values.shape[:1]:
-            raise ValueError(f"actions must have shape {values.shape[:1]}, got {actions.shape}")
-        if actions.size and (actions.min() < 0 or actions.max() >= self.actions.n):
-            raise ValueError(f"actions must be in [0, {self.actions.n}) ({list(self.actions.names)}), got values "
-                             f"in [{actions.min()}, {actions.max()}]")
+        actions = self.actions.validate(actions, len(values))
         noise = self.abduct(values)
         shift = np.asarray(self.actions.sign, dtype=np.float64)[actions]
         if magnitudes is not None:

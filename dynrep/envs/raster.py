@@ -78,12 +78,13 @@ class Canvas:
                   * np.clip(np.minimum(py - self.box_y[0], self.box_y[1] - py) + 0.5, 0, 1))
         alpha = np.clip(0.5 - distance, 0.0, 1.0) * inside
         row0, col0, h, w = place
-        b = np.arange(self.n)[:, None, None]
-        rows = row0[:, None, None] + np.arange(h)[None, :, None]
-        cols = col0[:, None, None] + np.arange(w)[None, None, :]
+        plane = self.size * self.size
+        flat = self.image.reshape(-1)  # one flat index per window pixel is much cheaper than 4-D fancy indexing
+        index = ((np.arange(self.n)[:, None, None] * 3 * plane) + (row0[:, None, None] + np.arange(h)[None, :, None])
+                 * self.size + col0[:, None, None] + np.arange(w)[None, None, :])
         for channel, value in enumerate(COLOURS[colour]):
-            pixels = self.image[b, channel, rows, cols]
-            self.image[b, channel, rows, cols] = pixels + alpha * (value / 255 - pixels)
+            pixels = flat[index + channel * plane]
+            flat[index + channel * plane] = pixels + alpha * (value / 255 - pixels)
 
     def disc(self, x, y, radius, colour: str) -> None:
         """A filled circle of ``radius`` data units (an ellipse in pixels when the axes' scales differ)."""
@@ -156,4 +157,6 @@ class Canvas:
 
     def to_uint8(self) -> np.ndarray:
         """The images ``[n, 3, size, size]`` uint8."""
-        return (self.image * 255 + 0.5).astype(np.uint8)  # values are in [0, 1]: +0.5 then truncation rounds
+        self.image *= 255  # in place: the canvas is finished
+        self.image += 0.5  # values are in [0, 255.5): truncation after +0.5 rounds
+        return self.image.astype(np.uint8)

@@ -14,6 +14,7 @@ import torch
 
 from dynrep.envs.base import Environment, check_int
 
+#: Observations ``[B, *obs_shape]`` -> codes ``[B, D]``; deterministic (metrics read the encoder mean).
 RepresentationFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 
 
@@ -66,9 +67,16 @@ class Sampler:
         return np.concatenate(chunks) if chunks else np.zeros((0, 0))
 
     def encode_factors(self, factors: np.ndarray) -> np.ndarray:
-        """Codes ``[N, D]`` of the observations of factor vectors ``[N, K]`` (rendered ``batch_size`` at a time)."""
-        return np.concatenate([self.encode(self.env.render(factors[start:start + self.batch_size]))
-                               for start in range(0, len(factors), self.batch_size)])
+        """Codes ``[N, D]`` of the observations of factor vectors ``[N, K]``.
+
+        Each distinct factor vector is rendered and encoded once (``batch_size`` at a time) and its
+        code shared by its repeats: exact for a deterministic representation (the encoder mean), and
+        what makes the FactorVAE / β-VAE scores cheap on small worlds, whose millions of draws repeat
+        a few states."""
+        unique, inverse = np.unique(factors, axis=0, return_inverse=True)
+        codes = np.concatenate([self.encode(self.env.render(unique[start:start + self.batch_size]))
+                                for start in range(0, len(unique), self.batch_size)])
+        return codes[inverse.reshape(-1)]
 
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` observations drawn as the environment draws episode starts (uniform factors for factor

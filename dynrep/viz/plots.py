@@ -1,4 +1,4 @@
-"""Figures saved as PNG: learned rotation angles and training curves."""
+"""Figures saved as PNG: learned rotation angles, training curves and metric matrices."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,5 +43,41 @@ def plot_history(history: dict[str, list[float]], path: str | Path) -> Path:
             ax.set_yscale("log")
         ax.set_title(name)
         ax.set_xlabel("step")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+#: The matrix each metric result carries: key -> (title, rows, columns).
+METRIC_MATRICES = {
+    "mutual_info": ("mutual information (nats)", "code", "factor"),
+    "importance": ("DCI importance", "code", "factor"),
+    "correlation": ("|correlation|", "factor", "code"),
+}
+
+
+def plot_metric_matrices(results: dict[str, dict], path: str | Path, *, factor_names: Sequence[str] | None = None
+                         ) -> Path:
+    """Seaborn heatmaps of the matrices in metric results, one panel each, side by side.
+
+    ``results`` maps a metric name to what :func:`dynrep.metrics.compute` (or the array-level
+    function) returned; the MI matrix (MIG, Modularity), the DCI importance matrix and the MCC
+    correlation matrix are drawn, with ``factor_names`` on the factor axis when given.
+    """
+    panels = [(name, key, result[key]) for name, result in results.items() for key in METRIC_MATRICES
+              if key in result]
+    if not panels:
+        raise ValueError(f"no matrix to plot: results must hold one of {sorted(METRIC_MATRICES)}, got metrics "
+                         f"{sorted(results)} with keys {sorted({k for r in results.values() for k in r})}")
+    fig = Figure(figsize=(4.5 * len(panels), 4))
+    for k, (name, key, matrix) in enumerate(panels):
+        title, rows, columns = METRIC_MATRICES[key]
+        matrix = np.asarray(matrix, dtype=np.float64)
+        labels = {"factor": list(factor_names) if factor_names is not None else "auto", "code": "auto"}
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        sns.heatmap(matrix, ax=ax, annot=matrix.size <= 150, fmt=".2f", cmap="viridis", vmin=0,
+                    xticklabels=labels[columns], yticklabels=labels[rows])
+        ax.set_xlabel(columns)
+        ax.set_ylabel(rows)
+        ax.set_title(f"{name}: {title}")
     fig.tight_layout()
     return _save(fig, path)

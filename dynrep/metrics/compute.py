@@ -1,0 +1,119 @@
+"""Environment level of the metrics: ``compute(name, env, representation_fn, ...)``.
+
+Draws observations from any :class:`~dynrep.envs.base.Environment` (seeded), encodes them in
+batches with ``representation_fn`` and calls the array-level metric. Defaults are those of
+disentanglement_lib's unsupervised study: 10,000 training and 5,000 test points, seed 0.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from dynrep.envs.base import Environment, check_int
+from dynrep.metrics.beta_vae import beta_vae_score
+from dynrep.metrics.dci import dci
+from dynrep.metrics.downstream import downstream
+from dynrep.metrics.factor_vae import factor_vae_score
+from dynrep.metrics.irs import irs
+from dynrep.metrics.mcc import mcc
+from dynrep.metrics.mig import mig
+from dynrep.metrics.modularity import modularity_explicitness
+from dynrep.metrics.sampling import RepresentationFn, Sampler
+from dynrep.metrics.sap import sap
+from dynrep.metrics.unsupervised import unsupervised
+
+#: Observations per call of the representation function for the sample-then-score metrics
+#: (the reference encodes 16 at a time; in evaluation mode the codes do not depend on it).
+ENCODE_BATCH = 256
+
+
+@dataclass(frozen=True)
+class _Metric:
+    """How ``compute`` runs one metric: ``sets`` = 1 (codes, factors), 2 (train and test sets) or
+    0 (the metric samples for itself through the Sampler)."""
+    function: Callable[..., dict]
+    sets: int
+    num_train: int = 10_000
+    num_test: int = 5_000
+    batch_size: int = ENCODE_BATCH
+    discrete: bool = True
+
+
+METRICS: dict[str, _Metric] = {
+    "mig": _Metric(mig, 1),
+    "irs": _Metric(irs, 1),
+    "unsupervised": _Metric(lambda codes, factors, **kw: unsupervised(codes, **kw), 1, discrete=False),
+    "mcc": _Metric(lambda codes, factors, **kw: mcc(factors, codes, **kw), 1, discrete=False),
+    "dci": _Metric(dci, 2),
+    "sap": _Metric(sap, 2),
+    "modularity": _Metric(modularity_explicitness, 2),
+    "downstream": _Metric(downstream, 2),
+    "factor_vae": _Metric(factor_vae_score, 0, batch_size=64),
+    "beta_vae": _Metric(beta_vae_score, 0, batch_size=64),
+}
+
+
+def default_metrics(env: Environment) -> list[str]:
+    """The metrics :meth:`RepresentationLearner.evaluate` computes by default on ``env``: the
+    disentanglement_lib suite for worlds whose factors are all discrete, MCC for continuous ones."""
+    if env.factors.discrete:
+        return ["mig", "dci", "sap", "factor_vae", "beta_vae", "modularity"]
+    return ["mcc"]
+
+
+def flatten_scores(name: str, result: dict) -> dict[str, float]:
+    """The numbers of a metric result as ``{"<name>/<key>": float}`` (the entry named like the metric as
+    ``name``); matrices and strings are left out."""
+    return {(name if key == name else f"{name}/{key}"): float(value) for key, value in result.items()
+            if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)}
+
+
+def list_metrics() -> list[str]:
+    """Names :func:`compute` accepts."""
+    return sorted(METRICS)
+
+
+def compute(name: str, env: Environment, representation_fn: RepresentationFn, *, seed: int = 0,
+            num_train: int | None = None, num_test: int | None = None, batch_size: int | None = None,
+            device: torch.device | str | None = None, **options: Any) -> dict:
+    """Score ``representation_fn`` on observations of ``env`` with metric ``name``.
+
+    Args:
+        name: one of :func:`list_metrics`.
+        representation_fn: observations ``[B, *obs_shape]`` (torch, the environment's dtype) ->
+            codes ``[B, D]``, e.g. ``model.representation`` (the encoder mean).
+        seed: seeds every draw (same seed, same observations, same score).
+        num_train, num_test: sample sizes (defaults 10,000 / 5,000; for ``factor_vae`` the
+            training and evaluation votes, for ``beta_vae`` the training and evaluation points).
+        batch_size: for ``factor_vae`` / ``beta_vae`` the reference's group size (64); otherwise
+            observations per encoder call.
+        device: where observations are moved before ``representation_fn`` (default: CPU).
+        options: passed to the array-level metric (e.g. ``mode="fast"`` for ``dci``,
+            ``method="spearman"`` for ``mcc``); metrics with a ``seed`` (their estimators'
+            random state) get ``seed`` unless ``options`` sets it.
+
+    Returns:
+        the array-level metric's dict.
+    """
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; metrics are {list_metrics()}")
+    spec = METRICS[name]
+    num_train = check_int("num_train", spec.num_train if num_train is None else num_train, 1)
+    num_test = check_int("num_test", spec.num_test if num_test is None else num_test, 1)
+    batch_size = check_int("batch_size", spec.batch_size if batch_size is None else batch_size, 1)
+    if "seed" in inspect.signature(spec.function).parameters:  # estimators share the sampling seed, as in dlib
+        options = {"seed": seed, **options}
+    if spec.sets == 0:
+        sampler = Sampler(env, representation_fn, seed=seed, device=device)
+        return spec.function(sampler, num_train=num_train, num_eval=num_test, batch_size=batch_size, **options)
+    sampler = Sampler(env, representation_fn, seed=seed, batch_size=batch_size, device=device)
+    if spec.discrete and not options.get("continuous_factors", False):
+        sampler.require_discrete(name)
+    train = sampler.sample(num_train)
+    if spec.sets == 1:
+        return spec.function(*train, **options)
+    return spec.function(*train, *sampler.sample(num_test), **options)

@@ -1,0 +1,175 @@
+"""dynrep.metrics.dci: parity with disentanglement_lib's serial GBT loop, the D/C formulas, sanity cases, errors."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
+
+from dynrep.metrics.dci import completeness, dci, disentanglement, hist_gradient_boosting_importances
+
+SIZES = (3, 4, 2)
+
+
+def factors(n: int, rng: np.random.RandomState, sizes=SIZES) -> np.ndarray:
+    return np.stack([rng.randint(s, size=n) for s in sizes], axis=1)
+
+
+def noisy_codes(y: np.ndarray, rng: np.random.RandomState, noise: float = 0.3) -> np.ndarray:
+    """One code per factor (scaled class + noise) and one pure-noise code."""
+    scaled = y / (np.array(SIZES) - 1) + noise * rng.randn(*y.shape)
+    return np.concatenate([scaled, rng.randn(len(y), 1)], axis=1)
+
+
+def reference_dci(mus_train, ys_train, mus_test, ys_test, seed=0):
+    """disentanglement_lib's compute_dci on codes/factors laid out [num_codes, N] / [num_factors, N], with the
+    classifier's random_state fixed (the reference leaves it unset)."""
+    num_codes, num_factors = mus_train.shape[0], ys_train.shape[0]
+    importance = np.zeros([num_codes, num_factors])
+    train_acc, test_acc = [], []
+    for i in range(num_factors):
+        model = GradientBoostingClassifier(random_state=seed)
+        model.fit(mus_train.T, ys_train[i, :])
+        importance[:, i] = np.abs(model.feature_importances_)
+        train_acc.append(np.mean(model.predict(mus_train.T) == ys_train[i, :]))
+        test_acc.append(np.mean(model.predict(mus_test.T) == ys_test[i, :]))
+    per_code = 1. - scipy.stats.entropy(importance.T + 1e-11, base=num_factors)
+    per_factor = 1. - scipy.stats.entropy(importance + 1e-11, base=num_codes)
+    weights = importance if importance.sum() != 0 else np.ones_like(importance)
+    return {"disentanglement": np.sum(per_code * weights.sum(axis=1) / weights.sum()),
+            "completeness": np.sum(per_factor * weights.sum(axis=0) / weights.sum()),
+            "informativeness_train": np.mean(train_acc), "informativeness_test": np.mean(test_acc),
+            "importance": importance}
+
+
+@pytest.fixture(scope="module")
+def noisy_data():
+    rng = np.random.RandomState(3)
+    y_train, y_test = factors(300, rng), factors(150, rng)
+    return noisy_codes(y_train, rng), y_train, noisy_codes(y_test, rng), y_test
+
+
+# -- parity ------------------------------------------------------------------------------------------
+def test_exact_parallel_equals_serial_reference(noisy_data):
+    x_train, y_train, x_test, y_test = noisy_data
+    ours = dci(x_train, y_train, x_test, y_test, mode="exact", seed=5, n_jobs=2)
+    ref = reference_dci(x_train.T, y_train.T, x_test.T, y_test.T, seed=5)
+    assert np.array_equal(ours["importance"], ref["importance"])
+    for key in ("disentanglement", "completeness", "informativeness_train", "informativeness_test"):
+        assert isinstance(ours[key], float)
+        assert ours[key] == pytest.approx(ref[key], abs=1e-12), key
+    assert ours["mode"] == "exact" and ours["importance"].shape == (4, 3)
+    assert 0.1 < ours["disentanglement"] < 0.9  # a non-degenerate case: the formula is exercised
+
+
+def test_fast_mode_does_not_depend_on_n_jobs(noisy_data):
+    serial = dci(*noisy_data, mode="fast", n_jobs=1)
+    parallel = dci(*noisy_data, mode="fast", n_jobs=2)
+    assert np.array_equal(serial["importance"], parallel["importance"])
+    assert serial["disentanglement"] == parallel["disentanglement"]
+    assert serial["informativeness_test"] == parallel["informativeness_test"]
+    assert serial["mode"] == "fast"
+
+
+def test_hist_gradient_boosting_importances_sum_gains(noisy_data):
+    x_train, y_train = noisy_data[0], noisy_data[1]
+    with threadpool_limits(1, user_api="openmp"):  # OpenMP threads crawl on a busy shared machine
+        model = HistGradientBoostingClassifier(max_iter=5, max_depth=2, random_state=0).fit(x_train, y_train[:, 1])
+    gain = np.zeros(x_train.shape[1])
+    for per_class in model._predictors:
+        for predictor in per_class:
+            for node in predictor.nodes:
+                if not node["is_leaf"]:
+                    gain[node["feature_idx"]] += node["gain"]
+    out = hist_gradient_boosting_importances(model)
+    assert out == pytest.approx(gain / gain.sum(), rel=1e-12)
+    assert out.sum() == pytest.approx(1.0) and np.argmax(out) == 1
+
+
+# -- the D and C formulas ------------------------------------------------------------------------------
+def test_disentanglement_and_completeness_hand_computed():
+    importance = np.array([[0.5, 0.5], [0.0, 1.0]])  # code 0 split over both factors, code 1 only factor 1
+    assert disentanglement(importance) == pytest.approx(0.5, abs=1e-9)
+    h = -(1 / 3 * math.log2(1 / 3) + 2 / 3 * math.log2(2 / 3))  # factor 1's column (0.5, 1) normalised
+    assert completeness(importance) == pytest.approx(0.25 * 1 + 0.75 * (1 - h), abs=1e-9)
+    assert disentanglement(np.eye(3)) == pytest.approx(1.0, abs=1e-9)
+    assert completeness(np.ones((4, 3))) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_zero_importance_gives_zero_not_nan():
+    assert disentanglement(np.zeros((3, 2))) == pytest.approx(0.0, abs=1e-9)
+    assert completeness(np.zeros((3, 2))) == pytest.approx(0.0, abs=1e-9)
+
+
+# -- sanity ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_perfect_codes_score_one(mode):
+    rng = np.random.RandomState(0)
+    y_train, y_test = factors(300, rng), factors(100, rng)
+    out = dci(np.exp(y_train), y_train, np.exp(y_test), y_test, mode=mode, n_jobs=1)
+    assert out["disentanglement"] == pytest.approx(1.0, abs=1e-6)
+    assert out["completeness"] == pytest.approx(1.0, abs=1e-6)
+    assert out["informativeness_train"] == out["informativeness_test"] == 1.0
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_code_holding_two_factors_lowers_disentanglement(mode):
+    rng = np.random.RandomState(0)
+    y_train, y_test = factors(300, rng), factors(100, rng)
+
+    def mixed(y):  # code 0 holds factors 0 and 2 jointly, code 1 factor 1, code 2 nothing
+        return np.stack([2 * y[:, 0] + y[:, 2], y[:, 1], np.zeros(len(y))], axis=1).astype(float)
+    out = dci(mixed(y_train), y_train, mixed(y_test), y_test, mode=mode, n_jobs=1)
+    # rows of R: code 0 = (1, 0, 1), code 1 = (0, 1, 0): D = (2 (1 - log 2 / log 3) + 1) / 3, C = 1
+    assert out["disentanglement"] == pytest.approx((2 * (1 - math.log(2) / math.log(3)) + 1) / 3, abs=1e-6)
+    assert out["completeness"] == pytest.approx(1.0, abs=1e-6)
+    assert out["informativeness_test"] == 1.0
+
+
+def test_random_codes_score_near_zero():
+    rng = np.random.RandomState(1)
+    y_train, y_test = factors(300, rng), factors(150, rng)
+    out = dci(rng.randn(300, 3), y_train, rng.randn(150, 3), y_test, n_jobs=1)
+    assert out["disentanglement"] < 0.1 and out["completeness"] < 0.1
+    chance = np.mean([1 / s for s in SIZES])
+    assert abs(out["informativeness_test"] - chance) < 0.1
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_constant_codes_give_zero_importance_and_zero_scores(mode):
+    rng = np.random.RandomState(0)
+    y_train, y_test = factors(200, rng), factors(50, rng)
+    out = dci(np.ones((200, 2)), y_train, np.ones((50, 2)), y_test, mode=mode, n_jobs=1)
+    assert not out["importance"].any()  # no tree can split
+    assert out["disentanglement"] == pytest.approx(0.0, abs=1e-9)
+    assert out["completeness"] == pytest.approx(0.0, abs=1e-9)
+    majority = np.mean([np.mean(y_train[:, k] == np.bincount(y_train[:, k]).argmax()) for k in range(3)])
+    assert out["informativeness_train"] == pytest.approx(majority)
+
+
+# -- errors ------------------------------------------------------------------------------------------------
+def test_errors():
+    rng = np.random.RandomState(0)
+    y = factors(40, rng)
+    x = rng.randn(40, 3)
+    one_class = y.copy()
+    one_class[:, 1] = 2
+    with pytest.raises(ValueError, match=r"train_factors: column 1 is constant"):
+        dci(x, one_class, x, y)
+    with pytest.raises(ValueError, match=r"mode must be one of \('exact', 'fast'\), got 'slow'"):
+        dci(x, y, x, y, mode="slow")
+    with pytest.raises(ValueError, match=r"n_jobs must be None \(all cores\) or a positive int, got 0"):
+        dci(x, y, x, y, n_jobs=0)
+    with pytest.raises(ValueError, match=r"test_codes must have as many codes as train_codes \(3\), got 2"):
+        dci(x, y, x[:, :2], y)
+    with pytest.raises(ValueError, match=r"test_factors must have as many factors as train_factors \(3\), got 1"):
+        dci(x, y, x, y[:, :1])
+    with pytest.raises(ValueError, match=r"at least 2 codes and 2 factors.*got 3 codes and 1 factors"):
+        dci(x, y[:, :1], x, y[:, :1])
+    with pytest.raises(ValueError, match=r"train_factors must be integer class indices"):
+        dci(x, y + 0.5, x, y)
+    with pytest.raises(ValueError, match=r"train_factors must have 40 rows"):
+        dci(x, y[:30], x, y)
