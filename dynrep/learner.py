@@ -14,7 +14,8 @@ from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import Environment, check_int
 from dynrep.envs.registry import make_env
 from dynrep.metrics.compute import compute, default_metrics, flatten_scores
-from dynrep.metrics.dynamics import mean_bce, per_step_bce
+from dynrep.metrics.dynamics import latent_prediction_error, mean_bce, per_frame_bce, per_step_bce
+from dynrep.metrics.generalisation import generalisation_report
 from dynrep.models.registry import build_model
 from dynrep.training.callbacks import Callback, Checkpoint, ProgressBar
 from dynrep.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -138,11 +139,17 @@ class RepresentationLearner:
         ``[B, *obs_shape]`` and actions ``[B, T]`` (models with dynamics only)."""
         z = self.model.representation(self._as_tensor(obs))
         actions = self._as_tensor(actions).long()
+        frames = self.model.decode(self._latent_rollout(z, actions).flatten(0, 1))
+        return frames.view(len(z), actions.shape[1] + 1, *self.env.observation_shape).cpu()
+
+    def _latent_rollout(self, z: torch.Tensor, actions: torch.Tensor,
+                        magnitudes: torch.Tensor | None = None) -> torch.Tensor:
+        """Open-loop latents ``[B, T+1, D]`` from ``z [B, D]`` through ``actions [B, T]``."""
         latents = [z]
         for t in range(actions.shape[1]):
-            latents.append(self.model.transition(latents[-1], actions[:, t]))
-        frames = self.model.decode(torch.stack(latents, 1).flatten(0, 1))
-        return frames.view(len(z), actions.shape[1] + 1, *self.env.observation_shape).cpu()
+            latents.append(self.model.transition(latents[-1], actions[:, t],
+                                                 None if magnitudes is None else magnitudes[:, t]))
+        return torch.stack(latents, 1)
 
     def _to_frames(self, obs: np.ndarray) -> np.ndarray:
         """Displayable frames ``[N, T, H, W, C]`` uint8 of observations ``[N, T, *obs_shape]``."""
@@ -176,7 +183,9 @@ class RepresentationLearner:
         Model scores: ``reconstruction_error``, the mean BCE of ``decode(encode(x))`` over
         ``num_episodes x (episode_length + 1)`` frames. Models with dynamics add
         ``prediction_error/<k>``, the BCE of the open-loop prediction ``k`` steps after the
-        encoded first frame, and model-specific scores (for the rotation model:
+        encoded first frame, ``latent_prediction_error/<k>``, the mean squared distance between the
+        latent predicted ``k`` steps ahead and the encoding of the true frame, and model-specific
+        scores (for the rotation model:
         ``rotation_purity/<action>``, ``rotation_purity_min``, ``rotation_eigen_purity/<action>``,
         ``plane_sharing``, ``plane_disjoint``, ``entanglement``).
 
@@ -203,6 +212,11 @@ class RepresentationLearner:
         if self.model.has_dynamics:
             errors = per_step_bce(batch.obs.cpu().numpy(), self.model.predict(batch).cpu().numpy())
             scores.update({f"prediction_error/{k}": float(errors[k]) for k in prediction_steps})
+            encoded = torch.cat([self.model.representation(chunk) for chunk in obs.split(256)])
+            encoded = encoded.view(*batch.obs.shape[:2], -1)
+            predicted = self._latent_rollout(encoded[:, 0], batch.actions, batch.magnitudes)
+            latent_errors = latent_prediction_error(predicted.cpu().numpy(), encoded.cpu().numpy())
+            scores.update({f"latent_prediction_error/{k}": float(latent_errors[k]) for k in prediction_steps})
         scores.update(self.model.structure_scores())
         names = default_metrics(self.env) if metrics is None else list(metrics)
         unknown = sorted(set(options or {}) - set(names))
@@ -214,6 +228,37 @@ class RepresentationLearner:
                              **(options or {}).get(name, {}))
             scores.update(flatten_scores(name, result))
         return scores
+
+    @torch.no_grad()
+    def generalisation_report(self, test_env: Environment, *, num_train: int = 10_000, num_test: int = 5_000,
+                              seed: int | None = None, **options: Any) -> dict:
+        """Lost-in-Latent-Space report: training-split environment (the learner's) vs held-out ``test_env``.
+
+        Draws ``num_train`` frames of the learner's environment and ``num_test`` of ``test_env`` (e.g. the
+        two halves of ``env.split(name)``), computes each frame's reconstruction BCE and code, and calls
+        :func:`dynrep.metrics.generalisation_report` (``options`` go there, e.g. ``regressor="mlp"``,
+        ``baseline="train_mean"``). A large reconstruction gap with good held-out alignment points at the
+        decoder; poor held-out alignment points at the encoder.
+        """
+        if test_env.observation_shape != self.env.observation_shape:
+            raise ValueError(f"test_env must have the learner's observation shape {self.env.observation_shape}, "
+                             f"got {test_env.observation_shape}")
+        rng = np.random.default_rng([self.seed if seed is None else seed, _EVAL_STREAM])
+        parts = []
+        sizes = check_int("num_train", num_train, 2), check_int("num_test", num_test, 2)
+        for env, n in zip((self.env, test_env), sizes):
+            errors, codes, factors = [], [], []
+            for start in range(0, n, 256):
+                batch = env.sample_trajectories(min(256, n - start), 0, rng)
+                obs = batch.obs[:, 0].to(self.device)
+                z = self.model.representation(obs)
+                errors.append(per_frame_bce(obs.cpu().numpy(), self.model.decode(z).cpu().numpy()))
+                codes.append(z.cpu().numpy())
+                factors.append(batch.factors[:, 0].numpy())
+            parts.append((np.concatenate(errors), np.concatenate(codes), np.concatenate(factors)))
+        (train_err, train_codes, train_factors), (test_err, test_codes, test_factors) = parts
+        return generalisation_report(train_err, test_err, train_codes, train_factors, test_codes, test_factors,
+                                     **options)
 
     # -- pictures ----------------------------------------------------------------------
     @torch.no_grad()

@@ -225,13 +225,15 @@ def test_test_argument_errors(trained_rotation):
 def test_evaluate_rotation(trained_rotation):
     scores = trained_rotation.evaluate((), num_episodes=4, episode_length=5, prediction_steps=(1, 5))
     assert all(isinstance(k, str) and isinstance(v, float) and np.isfinite(v) for k, v in scores.items())
-    for key in ("reconstruction_error", "prediction_error/1", "prediction_error/5", "rotation_purity_min",
+    for key in ("reconstruction_error", "prediction_error/1", "prediction_error/5", "latent_prediction_error/1",
+                "latent_prediction_error/5", "rotation_purity_min",
                 "rotation_eigen_purity_min", "plane_sharing", "plane_disjoint", "entanglement"):
         assert key in scores, key
     for action in ("row+", "row-", "column+", "column-"):
         assert f"rotation_purity/{action}" in scores and f"rotation_eigen_purity/{action}" in scores
     assert "prediction_error/10" not in scores
     assert scores["reconstruction_error"] > 0
+    assert 0 < scores["latent_prediction_error/1"] <= 4  # unit-norm latents are at most 2 apart
     assert scores == trained_rotation.evaluate((), num_episodes=4, episode_length=5, prediction_steps=(1, 5))
 
 
@@ -274,3 +276,18 @@ def test_default_metrics_follow_the_factors():
     from dynrep.metrics.compute import default_metrics
     assert default_metrics(GridWorld(size=3)) == ["mig", "dci", "sap", "factor_vae", "beta_vae", "modularity"]
     assert default_metrics(Pendulum()) == ["mcc"]
+
+
+def test_generalisation_report_on_a_split():
+    from dynrep import Circles
+    train_env, test_env = Circles(grid=8, radius=3.0, image_size=16).split("circles/interp/midpos")
+    learner = RepresentationLearner(train_env, model="vae", latent_dim=2, channels=(4, 8), hidden=16, seed=0)
+    learner.train(steps=3, progress=False)
+    report = learner.generalisation_report(test_env, num_train=200, num_test=60, baseline="train_mean")
+    assert {"reconstruction_train", "reconstruction_test", "reconstruction_gap", "alignment_train_r2",
+            "alignment_test_r2"} <= set(report)
+    assert report["reconstruction_gap"] == pytest.approx(report["reconstruction_test"]
+                                                         - report["reconstruction_train"])
+    assert report["alignment_per_factor_test_r2"].shape == (2,)
+    with pytest.raises(ValueError, match="test_env must have the learner's observation shape"):
+        learner.generalisation_report(Circles(grid=8, radius=3.0, image_size=32), num_train=10, num_test=10)

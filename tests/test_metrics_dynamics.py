@@ -170,3 +170,14 @@ def test_rotation_structure_length_mismatch():
     mats = np.stack([np.eye(4)] * 4)
     with pytest.raises(ValueError, match="need one name and one factor per action: 4 actions, 3 names, 4 factors"):
         rotation_structure(angles, mats, NAMES[:3], FACTORS)
+
+
+def test_latent_prediction_error_per_step():
+    from dynrep.metrics.dynamics import latent_prediction_error
+    encoded = np.zeros((2, 3, 2))
+    predicted = encoded.copy()
+    predicted[0, 1] = [3.0, 4.0]  # squared distance 25
+    predicted[1, 2] = [1.0, 0.0]  # squared distance 1
+    np.testing.assert_allclose(latent_prediction_error(predicted, encoded), [0.0, 12.5, 0.5])
+    with pytest.raises(ValueError, match=r"must both have shape \[N, T\+1, D\]"):
+        latent_prediction_error(predicted[:, :2], encoded)

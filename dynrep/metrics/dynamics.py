@@ -1,4 +1,4 @@
-"""Dynamics metrics: per-step prediction error and the structure of learned action rotations.
+"""Dynamics metrics: per-step prediction errors (frames and latents) and the structure of learned action rotations.
 
 Pure numpy: they read arrays (frames, angles, matrices), never a model or an environment.
 """
@@ -26,6 +26,12 @@ def mean_bce(target: np.ndarray, predicted: np.ndarray) -> float:
     return float(_elementwise_bce(target, predicted).mean())
 
 
+def per_frame_bce(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Mean binary cross-entropy of each frame: ``[N, ...]`` -> ``[N]`` float64."""
+    errors = _elementwise_bce(target, predicted)
+    return errors.reshape(len(errors), -1).mean(axis=1)
+
+
 def per_step_bce(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Mean binary cross-entropy per time step.
 
@@ -41,6 +47,24 @@ def per_step_bce(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         raise ValueError(f"target must have shape [N, T+1, ...], got {np.shape(target)}")
     bce = _elementwise_bce(target, predicted)
     return bce.reshape(bce.shape[0], bce.shape[1], -1).mean(axis=(0, 2))
+
+
+def latent_prediction_error(predicted: np.ndarray, encoded: np.ndarray) -> np.ndarray:
+    """k-step latent prediction error: the mean squared Euclidean distance, per step, between the latents a
+    model predicts open-loop from the first frame and the encodings of the true frames.
+
+    Args:
+        predicted: ``[N, T+1, D]`` open-loop latents (step 0 is the encoded first frame).
+        encoded: ``[N, T+1, D]`` representations of the true frames.
+
+    Returns:
+        ``[T+1]`` float64 (0 at step 0 by construction).
+    """
+    predicted, encoded = np.asarray(predicted, dtype=np.float64), np.asarray(encoded, dtype=np.float64)
+    if predicted.ndim != 3 or predicted.shape != encoded.shape:
+        raise ValueError(f"predicted and encoded must both have shape [N, T+1, D], got {predicted.shape} and "
+                         f"{encoded.shape}")
+    return np.mean(np.sum((predicted - encoded) ** 2, axis=-1), axis=0)
 
 
 def _wrap(angles: np.ndarray) -> np.ndarray:
