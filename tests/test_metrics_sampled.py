@@ -146,3 +146,19 @@ def test_encode_factors_encodes_each_distinct_state_once():
     codes = Sampler(env, rep, batch_size=4).encode_factors(factors)
     assert sum(seen) == 6 and max(seen) <= 4  # 6 states, batches of at most 4
     np.testing.assert_array_equal(codes, factors + 1)
+
+
+def test_true_independence_through_compute():
+    from dynrep.metrics import compute
+    env = FactorVectors((6, 6, 6))
+    perfect = compute("true_independence", env, identity, num_train=2000)["independence"]
+
+    def skewed(obs):
+        obs = torch.as_tensor(obs)
+        return torch.stack([obs[:, 0], obs[:, 0] + obs[:, 1], obs[:, 2]], dim=1)
+
+    assert perfect > 0.95
+    assert compute("true_independence", env, skewed, num_train=2000)["independence"] < perfect - 0.1
+    from dynrep.envs.toy_nn import ToyNN
+    with pytest.raises(ValueError, match="ToyNN has no discrete actions"):
+        compute("true_independence", ToyNN("temporal_sparsity_trivial", num_samples=100), identity, num_train=10)

@@ -18,6 +18,7 @@ from dynrep.metrics.beta_vae import beta_vae_score
 from dynrep.metrics.dci import dci
 from dynrep.metrics.downstream import downstream
 from dynrep.metrics.factor_vae import factor_vae_score
+from dynrep.metrics.independence import true_independence
 from dynrep.metrics.irs import irs
 from dynrep.metrics.mcc import mcc
 from dynrep.metrics.mig import mig
@@ -29,6 +30,13 @@ from dynrep.metrics.unsupervised import unsupervised
 #: Observations per call of the representation function for the sample-then-score metrics
 #: (the reference encodes 16 at a time; in evaluation mode the codes do not depend on it).
 ENCODE_BATCH = 256
+
+
+def _true_independence(sampler: Sampler, *, num_train: int, num_eval: int, batch_size: int, **options) -> dict:
+    """The UAE true-independence score on ``num_train`` encoded one-action transitions of the environment."""
+    codes, next_codes, actions = sampler.sample_transitions(num_train)
+    return true_independence(codes, next_codes, actions, factor_of_action=np.asarray(sampler.env.actions.factor_of),
+                             **options)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ METRICS: dict[str, _Metric] = {
     "downstream": _Metric(downstream, 2),
     "factor_vae": _Metric(factor_vae_score, 0, batch_size=64),
     "beta_vae": _Metric(beta_vae_score, 0, batch_size=64),
+    "true_independence": _Metric(_true_independence, 0, discrete=False),
 }
 
 
@@ -88,7 +97,8 @@ def compute(name: str, env: Environment, representation_fn: RepresentationFn, *,
             codes ``[B, D]``, e.g. ``model.representation`` (the encoder mean).
         seed: seeds every draw (same seed, same observations, same score).
         num_train, num_test: sample sizes (defaults 10,000 / 5,000; for ``factor_vae`` the
-            training and evaluation votes, for ``beta_vae`` the training and evaluation points).
+            training and evaluation votes, for ``beta_vae`` the training and evaluation points,
+            for ``true_independence`` the number of one-action transitions).
         batch_size: for ``factor_vae`` / ``beta_vae`` the reference's group size (64); otherwise
             observations per encoder call.
         device: where observations are moved before ``representation_fn`` (default: CPU).

@@ -89,6 +89,19 @@ class Sampler:
             factors.append(batch.factors[:, 0].numpy())
         return np.concatenate(codes), np.concatenate(factors)
 
+    def sample_transitions(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``n`` random one-action transitions, encoded: ``(codes [n, D], next_codes [n, D], actions [n])``."""
+        n = check_int("num_samples", n, 1)
+        if not self.env.actions.discrete or self.env.actions.n == 0:
+            raise ValueError(f"{type(self.env).__name__} has no discrete actions to fit one map per action")
+        codes, next_codes, actions = [], [], []
+        for start in range(0, n, self.batch_size):
+            batch = self.env.sample_trajectories(min(self.batch_size, n - start), 1, self.rng)
+            codes.append(self.encode(batch.obs[:, 0]))
+            next_codes.append(self.encode(batch.obs[:, 1]))
+            actions.append(batch.actions[:, 0].numpy())
+        return np.concatenate(codes), np.concatenate(next_codes), np.concatenate(actions)
+
     def sample_factors(self, n: int) -> np.ndarray:
         """``n`` uniformly random factor vectors ``[n, K]`` from this sampler's stream."""
         return self.env.sample_factors(n, self.rng)
