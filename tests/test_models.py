@@ -244,3 +244,27 @@ def test_vae_has_no_dynamics(small_env):
         model.transition(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
     assert model.structure_scores() == {}
     assert model.encoder_outputs() == 6
+
+
+def test_named_architectures_and_spatial_broadcast_decoder():
+    from dynrep.models import build_model
+    from dynrep.models.nets import SpatialBroadcastDecoder
+    env = GridWorld(size=3, image_size=64)
+    montero = build_model("vae", env, architecture="montero", latent_dim=3)
+    convs = [m for m in montero.encoder if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256] and montero.config.hidden == 256
+    assert montero.config.channels == (64, 64, 128, 128, 256)
+    sbd = build_model("vae", env, architecture="burgess", decoder="spatial_broadcast", latent_dim=3)
+    assert isinstance(sbd.decoder, SpatialBroadcastDecoder)
+    z = torch.zeros(2, 3)
+    z[1, 0] = 1.0
+    logits = sbd.decode_logits(z)
+    assert logits.shape == (2, 3, 64, 64)
+    coords = sbd.decoder.coordinates
+    assert coords.shape == (1, 2, 64, 64) and coords[0, 0, 0, 0] == -1 and coords[0, 0, 0, -1] == 1  # x along columns
+    assert coords[0, 1, -1, 0] == 1  # y along rows
+    assert not torch.allclose(logits[0], logits[1])
+    with pytest.raises(ValueError, match=r"architecture must be None or one of \['abdi', 'burgess', 'kim', 'montero'\]"):
+        build_model("vae", env, architecture="resnet")
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        build_model("vae", env, decoder="pixelcnn")

@@ -10,7 +10,7 @@ from torch import nn
 
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import check_int
-from dynrep.models.nets import build_decoder, build_encoder
+from dynrep.models.nets import ARCHITECTURES, DECODERS, build_decoder, build_encoder
 
 
 @dataclass
@@ -26,6 +26,9 @@ class ModelConfig:
         channels: conv channels per stride-2 layer (image observations).
         hidden: width of the fully connected layer after the conv stack.
         mlp_hidden: hidden widths of the MLP used for vector observations.
+        architecture: a named conv stack of the references (``nets.ARCHITECTURES``: ``burgess``,
+            ``kim``, ``montero``, ``abdi``) that sets ``channels`` and ``hidden``; ``None`` keeps them.
+        decoder: ``"mirror"`` (transposed convs mirroring the encoder) or ``"spatial_broadcast"``.
     """
 
     latent_dim: int = 10
@@ -36,11 +39,20 @@ class ModelConfig:
     channels: tuple[int, ...] = (32, 32, 64, 64)
     hidden: int = 256
     mlp_hidden: tuple[int, ...] = (64,)
+    architecture: str | None = None
+    decoder: str = "mirror"
 
     #: Smallest latent size the model accepts.
     min_latent_dim: ClassVar[int] = 1
 
     def __post_init__(self):
+        if self.architecture is not None:
+            if self.architecture not in ARCHITECTURES:
+                raise ValueError(f"architecture must be None or one of {sorted(ARCHITECTURES)}, "
+                                 f"got {self.architecture!r}")
+            self.channels, self.hidden = ARCHITECTURES[self.architecture]
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
         check_int("latent_dim", self.latent_dim, self.min_latent_dim)
         check_int("batch_size", self.batch_size, 1)
         check_int("episode_length", self.episode_length, 0)
@@ -101,7 +113,8 @@ class RepresentationModel(nn.Module, abc.ABC):
         c = config
         self.encoder = build_encoder(self.observation_shape, self.encoder_outputs(), c.channels, c.hidden,
                                      c.mlp_hidden)
-        self.decoder = build_decoder(c.latent_dim, self.observation_shape, c.channels, c.hidden, c.mlp_hidden)
+        self.decoder = build_decoder(c.latent_dim, self.observation_shape, c.channels, c.hidden, c.mlp_hidden,
+                                     c.decoder)
         if len(self.observation_shape) == 3:
             # oneDNN convolutions run ~10-30% faster on channels-last weights (measured in benchmarks/).
             self.to(memory_format=torch.channels_last)

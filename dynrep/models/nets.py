@@ -2,7 +2,12 @@
 
 Images ``[C, H, W]`` get a stride-2 convolutional stack (kernel 4, padding 1, so
 every layer halves the side: 64 -> 32 -> 16 -> 8 -> 4 with four layers); flat
-vectors ``[D]`` get an MLP. Decoders mirror encoders and output logits.
+vectors ``[D]`` get an MLP. Decoders mirror encoders and output logits, or, for
+images, are the spatial-broadcast decoder of Watters et al. 2019.
+
+Named architectures of the references (``ARCHITECTURES``, specs/latent.md 1.3):
+``burgess`` / ``kim`` (conv 32, 32, 64, 64, then 256 units), ``montero`` (conv 64, 64,
+128, 128, 256, then 256) and ``abdi`` (conv 32, 32, 64, 128, 256, then 256).
 """
 from __future__ import annotations
 
@@ -10,6 +15,17 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+#: Named conv stacks: name -> (channels per stride-2 layer, width of the fully connected layer).
+ARCHITECTURES = {
+    "burgess": ((32, 32, 64, 64), 256),
+    "kim": ((32, 32, 64, 64), 256),
+    "montero": ((64, 64, 128, 128, 256), 256),
+    "abdi": ((32, 32, 64, 128, 256), 256),
+}
+DECODERS = ("mirror", "spatial_broadcast")
+#: Conv layers (5x5, 64 channels, 'same' padding) of the spatial-broadcast decoder before its output conv.
+BROADCAST_LAYERS, BROADCAST_CHANNELS = 3, 64
 
 
 def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
@@ -60,9 +76,39 @@ class _Unflatten(nn.Module):
         return x.view(x.shape[0], *self.shape)
 
 
+class SpatialBroadcastDecoder(nn.Module):
+    """Watters et al. 2019: tile ``z [B, L]`` over the ``H x W`` grid, append x and y coordinate channels
+    (``linspace(-1, 1)``), then ``BROADCAST_LAYERS`` conv(64, 5, 'same')-ReLU and a conv(C, 5, 'same') to
+    logits ``[B, C, H, W]``."""
+
+    def __init__(self, latent_dim: int, obs_shape: Sequence[int]):
+        super().__init__()
+        channels, height, width = obs_shape
+        grid = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+        self.register_buffer("coordinates", torch.stack(grid[::-1])[None], persistent=False)  # x then y
+        layers: list[nn.Module] = []
+        sizes = [latent_dim + 2] + [BROADCAST_CHANNELS] * BROADCAST_LAYERS
+        for c_in, c_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 5, padding=2), nn.ReLU()]
+        layers.append(nn.Conv2d(sizes[-1], channels, 5, padding=2))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        height, width = self.coordinates.shape[-2:]
+        tiled = z[:, :, None, None].expand(-1, -1, height, width)
+        return self.net(torch.cat([tiled, self.coordinates.expand(len(z), -1, -1, -1)], dim=1))
+
+
 def build_decoder(latent_dim: int, obs_shape: Sequence[int], channels: Sequence[int], hidden: int,
-                  mlp_hidden: Sequence[int]) -> nn.Module:
-    """Network ``[B, latent_dim] -> [B, *obs_shape]`` logits, the mirror of :func:`build_encoder`."""
+                  mlp_hidden: Sequence[int], kind: str = "mirror") -> nn.Module:
+    """Network ``[B, latent_dim] -> [B, *obs_shape]`` logits: the mirror of :func:`build_encoder`
+    (``kind="mirror"``) or, for images, a :class:`SpatialBroadcastDecoder` (``kind="spatial_broadcast"``)."""
+    if kind not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {kind!r}")
+    if kind == "spatial_broadcast":
+        if len(obs_shape) != 3:
+            raise ValueError(f"the spatial-broadcast decoder needs image observations [C, H, W], got {tuple(obs_shape)}")
+        return SpatialBroadcastDecoder(latent_dim, obs_shape)
     if len(obs_shape) == 1:
         return nn.Sequential(*_mlp([latent_dim, *reversed(mlp_hidden), obs_shape[0]]))
     if len(obs_shape) != 3:
