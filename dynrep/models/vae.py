@@ -18,6 +18,14 @@ def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).sum(-1)
 
 
+def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Reconstruction term summed over the elements of a frame and averaged over the batch: ``kind``
+    ``"bernoulli"`` (BCE with logits) or ``"gaussian"`` (squared error of the sigmoid output). ``[B, ...]`` -> scalar."""
+    if kind == "bernoulli":
+        return bernoulli_nll(logits, target) * target[0].numel()
+    return (torch.sigmoid(logits) - target).square().flatten(1).sum(-1).mean()
+
+
 @register_model("vae")
 class VAE(RepresentationModel):
     """Gaussian posterior, standard normal prior, loss = reconstruction + β·KL.
@@ -51,17 +59,18 @@ class VAE(RepresentationModel):
         mean, logvar = self.encoder(observations_to_float(obs)).chunk(2, dim=-1)
         return Posterior(mean, logvar)
 
-    def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
+    def sample_posterior(self, batch: Trajectory, generator: torch.Generator | None = None
+                         ) -> tuple[torch.Tensor, Posterior, torch.Tensor]:
+        """The batch's frames as targets ``[N, *obs_shape]`` in [0, 1], their posterior and one
+        reparameterised sample ``z = mean + exp(logvar / 2) * eps`` ``[N, latent_dim]`` (``eps`` from
+        ``generator``), ``N = B * (T + 1)``."""
         obs = batch.obs.flatten(0, 1)
-        target = observations_to_float(obs)
         post = self.encode(obs)
         noise = torch.randn(post.mean.shape, generator=generator, device=post.mean.device)
-        z = post.mean + noise * (0.5 * post.logvar).exp()
-        logits = self.decode_logits(z)
-        # Summed over the elements of a frame, averaged over the batch.
-        if self.config.reconstruction == "bernoulli":
-            reconstruction = bernoulli_nll(logits, target) * target[0].numel()
-        else:
-            reconstruction = (torch.sigmoid(logits) - target).square().flatten(1).sum(-1).mean()
+        return observations_to_float(obs), post, post.mean + noise * (0.5 * post.logvar).exp()
+
+    def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
+        target, post, z = self.sample_posterior(batch, generator)
+        reconstruction = reconstruction_loss(self.decode_logits(z), target, self.config.reconstruction)
         kl = gaussian_kl(post.mean, post.logvar).mean()
         return LossOutput(reconstruction + self.config.beta * kl, {"reconstruction": reconstruction, "kl": kl})

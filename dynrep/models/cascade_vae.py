@@ -1,0 +1,146 @@
+"""CascadeVAE (Jeong & Song, ICML 2019): an information cascade on continuous latents plus one
+balanced categorical latent (specs/latent.md 1.6).
+
+Continuous part: per-dimension KL weights. At stage ``s = step // cascade_period`` the first
+``min(s + 1, latent_dim)`` dimensions are weighted by ``beta_low`` and the rest by ``beta_high``,
+so dimensions are released one at a time (the original's schedule; LiLS starts every dimension
+at 10 and moves dimension ``i`` to 2.0 at step ``(i + 1) * 20,000`` -- set ``beta_low=2.0`` for it).
+
+Discrete part: from ``discrete_start`` on, each batch picks one category ``d_i`` per sample by
+minimising ``sum_i u[i, d_i] + balance * sum_j n_j (n_j - 1) / 2`` where ``u[i, j]`` is the
+reconstruction NLL of sample ``i`` decoded with category ``j`` and ``n_j`` the number of samples
+in category ``j``; the decoder sees ``[z; one_hot(d)]``. The original solves this with an OR-tools
+min-cost flow; :func:`balanced_assignment` solves it exactly as a linear assignment with one column
+per (category, slot) pair, slot ``k`` costing ``k * balance`` extra (scipy, no OR-tools).
+
+The representation is ``[mean; one_hot(argmin_j u[i, j])]`` (the LiLS inference rule), so it has
+``latent_dim + num_categories`` entries. Deviation: the posterior scale is ``exp(logvar / 2)``
+as in the other dynrep VAEs (the original uses ``softplus``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from dynrep.data.trajectory import Trajectory
+from dynrep.envs.base import check_int
+from dynrep.models.base import LossOutput, observations_to_float
+from dynrep.models.nets import build_decoder
+from dynrep.models.registry import register_model
+from dynrep.models.vae import VAE, reconstruction_loss
+
+
+def cascade_weights(step: int, latent_dim: int, period: int, beta_low: float, beta_high: float) -> np.ndarray:
+    """KL weight of each continuous dimension at optimiser ``step``: ``[latent_dim]``; the first
+    ``min(step // period + 1, latent_dim)`` dimensions get ``beta_low``, the others ``beta_high``."""
+    released = min(step // period + 1, latent_dim)
+    return np.where(np.arange(latent_dim) < released, beta_low, beta_high)
+
+
+def balanced_assignment(costs: np.ndarray, balance: float) -> np.ndarray:
+    """Exact minimiser of ``sum_i costs[i, d_i] + balance * sum_j n_j (n_j - 1) / 2`` over assignments
+    ``d [B]`` of the rows of ``costs [B, S]`` to categories (``n_j`` = rows assigned to ``j``).
+
+    The convex per-category penalty is a sum of slot prices ``0, balance, 2 * balance, ...``, so the problem
+    is a linear assignment of rows to ``B * S`` (category, slot) columns.
+    """
+    costs = np.asarray(costs, dtype=np.float64)
+    if costs.ndim != 2 or costs.shape[0] < 1 or costs.shape[1] < 1:
+        raise ValueError(f"costs must have shape [B, S] with B, S >= 1, got {costs.shape}")
+    if not balance >= 0:
+        raise ValueError(f"balance must be >= 0, got {balance}")
+    rows, categories = costs.shape
+    slots = balance * np.arange(rows)  # price of the k-th sample put in the same category
+    matrix = (costs[:, :, None] + slots[None, None, :]).reshape(rows, categories * rows)
+    assigned_rows, columns = linear_sum_assignment(matrix)
+    out = np.empty(rows, dtype=np.int64)
+    out[assigned_rows] = columns // rows
+    return out
+
+
+@register_model("cascade_vae")
+class CascadeVAE(VAE):
+    """Continuous latents with an information-cascade KL schedule and one balanced categorical latent."""
+
+    @dataclass
+    class Config(VAE.Config):
+        latent_dim: int = 6
+        num_categories: int = 3
+        batch_size: int = 64
+        lr: float = 1e-4
+        beta_low: float = 0.1
+        beta_high: float = 10.0
+        cascade_period: int = 20_000
+        discrete_start: int = 80_000
+        balance: float = 1e-3
+
+        def __post_init__(self):
+            super().__post_init__()
+            check_int("num_categories", self.num_categories, 2)
+            check_int("cascade_period", self.cascade_period, 1)
+            check_int("discrete_start", self.discrete_start, 0)
+            for name in ("beta_low", "beta_high", "balance"):
+                if not getattr(self, name) >= 0:
+                    raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def __init__(self, env, config: "CascadeVAE.Config"):
+        super().__init__(env, config)
+        c = config
+        self.decoder = build_decoder(c.latent_dim + c.num_categories, self.observation_shape, c.channels, c.hidden,
+                                     c.mlp_hidden, c.decoder)
+        if len(self.observation_shape) == 3:
+            self.decoder.to(memory_format=torch.channels_last)
+
+    def _category_costs(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Reconstruction NLL ``[B, S]`` of every sample decoded with every category (no gradient)."""
+        batch, categories = len(z), self.config.num_categories
+        codes = torch.eye(categories, device=z.device).repeat(batch, 1)
+        with torch.no_grad():
+            logits = self.decode_logits(torch.cat([z.repeat_interleave(categories, 0), codes], dim=1))
+            repeated = target.repeat_interleave(categories, 0)
+            if self.config.reconstruction == "bernoulli":
+                nll = F.binary_cross_entropy_with_logits(logits, repeated, reduction="none")
+            else:
+                nll = (torch.sigmoid(logits) - repeated).square()
+        return nll.flatten(1).sum(-1).view(batch, categories)
+
+    def representation(self, obs: torch.Tensor) -> torch.Tensor:
+        """``[mean; one_hot(best category)]`` ``[B, latent_dim + num_categories]``."""
+        mean = self.encode(obs).mean
+        best = self._category_costs(mean, observations_to_float(obs)).argmin(1)
+        return torch.cat([mean, F.one_hot(best, self.config.num_categories).to(mean.dtype)], dim=1)
+
+    def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
+        c = self.config
+        target, post, z = self.sample_posterior(batch, generator)
+        if step >= c.discrete_start:
+            chosen = balanced_assignment(self._category_costs(z, target).cpu().numpy(), c.balance)
+            discrete = F.one_hot(torch.as_tensor(chosen, device=z.device), c.num_categories).to(z.dtype)
+        else:
+            discrete = z.new_zeros(len(z), c.num_categories)
+        reconstruction = reconstruction_loss(self.decode_logits(torch.cat([z, discrete], 1)), target,
+                                             c.reconstruction)
+        kl_per_dim = 0.5 * (post.mean.square() + post.logvar.exp() - 1.0 - post.logvar).mean(0)
+        weights = kl_per_dim.new_tensor(cascade_weights(step, c.latent_dim, c.cascade_period, c.beta_low,
+                                                        c.beta_high))
+        kl = kl_per_dim.sum()
+        total = reconstruction + (weights * kl_per_dim).sum()
+        return LossOutput(total, {"reconstruction": reconstruction, "kl": kl,
+                                  "released_dims": kl.new_tensor(float((weights == c.beta_low).sum()))})
+
+    def traverse(self, obs: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, list[str]]:
+        """One row per continuous dimension (swept over [-3, 3], category fixed at the inferred one), then a
+        row cycling through the categories with the continuous code fixed."""
+        frames, labels = super().traverse(obs, num_frames)
+        latent = self.config.latent_dim
+        code = self.representation(obs)[:1]
+        categories = torch.arange(num_frames, device=code.device) % self.config.num_categories
+        cycle = code.repeat(num_frames, 1)
+        cycle[:, latent:] = F.one_hot(categories, self.config.num_categories).to(code.dtype)
+        rows = frames[:latent]  # the base swept the one-hot entries too; keep the continuous rows
+        category_row = self.decode(cycle).unsqueeze(0)
+        return torch.cat([rows, category_row]), [*labels[:latent], "category"]
