@@ -25,6 +25,8 @@ from dynrep.viz import gif, plots
 #: Independent random streams derived from the learner's seed (training uses the seed itself).
 _TEST_STREAM, _EVAL_STREAM, _ANIMATE_STREAM = 1, 2, 3
 ANIMATION_KINDS = ("rollout", "traversal")
+#: k of the k-step prediction errors ``evaluate`` reports by default.
+DEFAULT_PREDICTION_STEPS = (1, 5, 10)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -176,12 +178,13 @@ class RepresentationLearner:
     @torch.no_grad()
     def evaluate(self, metrics: Sequence[str] | None = None, *, num_train: int | None = None,
                  num_test: int | None = None, num_episodes: int = 64, episode_length: int = 10,
-                 prediction_steps: Sequence[int] = (1, 5, 10), seed: int | None = None,
+                 prediction_steps: Sequence[int] | None = None, seed: int | None = None,
                  options: dict[str, dict[str, Any]] | None = None) -> dict[str, float]:
         """Scores as a flat ``dict[str, float]``.
 
         Model scores: ``reconstruction_error``, the mean BCE of ``decode(encode(x))`` over
-        ``num_episodes x (episode_length + 1)`` frames. Models with dynamics add
+        ``num_episodes x (episode_length + 1)`` frames. Models with dynamics add, for each ``k`` of
+        ``prediction_steps`` (default: those of 1, 5, 10 within ``episode_length``),
         ``prediction_error/<k>``, the BCE of the open-loop prediction ``k`` steps after the
         encoded first frame, ``latent_prediction_error/<k>``, the mean squared distance between the
         latent predicted ``k`` steps ahead and the encoding of the true frame, and model-specific
@@ -200,6 +203,8 @@ class RepresentationLearner:
         """
         check_int("num_episodes", num_episodes, 1)
         check_int("episode_length", episode_length, 0)
+        if prediction_steps is None:
+            prediction_steps = [k for k in DEFAULT_PREDICTION_STEPS if k <= episode_length]
         if self.model.has_dynamics:
             for k in prediction_steps:
                 check_int("prediction_steps", k, 1, episode_length)

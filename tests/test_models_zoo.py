@@ -5,7 +5,7 @@ import pytest
 
 from dynrep import Circles, RepresentationLearner, make_env
 
-ZOO = ["beta_vae", "beta_tcvae", "wae", "cascade_vae"]
+ZOO = ["beta_vae", "beta_tcvae", "wae", "cascade_vae", "liegroup_vae", "forward_vae", "factor_vae"]
 TINY = {"latent_dim": 3, "batch_size": 8, "channels": (4, 8), "hidden": 16}
 
 

@@ -4,6 +4,9 @@ from dynrep.models import beta_vae  # noqa: F401  (registration side effect)
 from dynrep.models import beta_tcvae  # noqa: F401  (registration side effect)
 from dynrep.models import wae  # noqa: F401  (registration side effect)
 from dynrep.models import cascade_vae  # noqa: F401  (registration side effect)
+from dynrep.models import factor_vae  # noqa: F401  (registration side effect)
+from dynrep.models import forward_vae  # noqa: F401  (registration side effect)
+from dynrep.models import liegroup_vae  # noqa: F401  (registration side effect)
 from dynrep.models.base import LossOutput, ModelConfig, Posterior, RepresentationModel
 from dynrep.models.registry import build_model, list_models, register_model
 

@@ -67,6 +67,13 @@ class ModelConfig:
             raise ValueError(f"lr must be a positive float, got {self.lr!r}")
 
 
+def require_discrete_actions(env, model: str) -> None:
+    """ValueError unless ``env`` has at least one discrete action (models that learn one map per action)."""
+    if not env.actions.discrete or env.actions.n == 0:
+        raise ValueError(f"{model} needs discrete actions; {type(env).__name__} has "
+                         f"{'continuous' if not env.actions.discrete else 'no'} actions")
+
+
 @dataclass
 class Posterior:
     """Encoder output: ``mean [B, latent_dim]`` and, for stochastic encoders, ``logvar``."""

@@ -12,7 +12,8 @@ from torch import nn
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import check_int
 from dynrep.metrics.dynamics import rotation_structure
-from dynrep.models.base import LossOutput, ModelConfig, Posterior, RepresentationModel, observations_to_float
+from dynrep.models.base import (LossOutput, ModelConfig, Posterior, RepresentationModel, observations_to_float,
+                                 require_discrete_actions)
 from dynrep.models.losses import bernoulli_nll
 from dynrep.models.registry import register_model
 from dynrep.training.schedules import linear_ramp
@@ -102,9 +103,7 @@ class RotationModel(RepresentationModel):
     has_dynamics = True
 
     def __init__(self, env, config: Config):
-        if not env.actions.discrete or env.actions.n == 0:
-            raise ValueError(f"the rotation model needs discrete actions; {type(env).__name__} has "
-                             f"{'continuous' if not env.actions.discrete else 'no'} actions")
+        require_discrete_actions(env, "the rotation model")
         super().__init__(env, config)
         n = config.latent_dim
         bound = math.pi / n if config.angle_init is None else config.angle_init
