@@ -183,21 +183,6 @@ def test_forward_term_pulls_the_angles():
     assert (grad[:2, 1] == 0).all() and (grad[2:, 0] == 0).all()  # masked angles stay at 0
 
 
-def test_loss_uses_only_the_given_generator():
-    env = tiny_env()
-    model = fvae(env)
-    batch = env.sample_trajectories(4, 1, rng=0)
-    torch.manual_seed(123)
-    a = model.loss(batch, 0, torch.Generator().manual_seed(1))
-    global_draw = torch.rand(1)
-    torch.manual_seed(456)
-    b = model.loss(batch, 0, torch.Generator().manual_seed(1))
-    c = model.loss(batch, 0, torch.Generator().manual_seed(2))
-    assert torch.equal(a.total, b.total) and not torch.equal(a.total, c.total)
-    torch.manual_seed(123)
-    assert torch.equal(torch.rand(1), global_draw)
-
-
 # -- structure scores ---------------------------------------------------------------------------------
 def test_structure_scores():
     env = tiny_env()

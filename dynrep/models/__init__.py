@@ -7,6 +7,8 @@ from dynrep.models import cascade_vae  # noqa: F401  (registration side effect)
 from dynrep.models import factor_vae  # noqa: F401  (registration side effect)
 from dynrep.models import forward_vae  # noqa: F401  (registration side effect)
 from dynrep.models import liegroup_vae  # noqa: F401  (registration side effect)
+from dynrep.models import composition_net  # noqa: F401  (registration side effect)
+from dynrep.models import rgrvae  # noqa: F401  (registration side effect)
 from dynrep.models.base import LossOutput, ModelConfig, Posterior, RepresentationModel
 from dynrep.models.registry import build_model, list_models, register_model
 

@@ -53,7 +53,7 @@ from dynrep.metrics.dynamics import rotation_structure
 from dynrep.models.base import LossOutput, require_discrete_actions
 from dynrep.models.registry import register_model
 from dynrep.models.rotation import RotationModel, plane_indices
-from dynrep.models.vae import VAE, gaussian_kl, reconstruction_loss
+from dynrep.models.vae import VAE, reconstruction_loss
 
 PREDICTIONS = ("latent", "recon", "both")
 PLANES = ("factor", "all")
@@ -160,9 +160,7 @@ class ForwardVAE(VAE):
 
     def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
         c = self.config
-        target, post, z = self.sample_posterior(batch, generator)
-        reconstruction = reconstruction_loss(self.decode_logits(z), target, c.reconstruction)
-        kl = gaussian_kl(post.mean, post.logvar).mean()
+        target, post, z, reconstruction, kl = self.elbo_terms(batch, generator)
         terms = {"reconstruction": reconstruction, "kl": kl}
         total = reconstruction + c.beta * kl
         b, frames = batch.obs.shape[:2]
@@ -170,18 +168,26 @@ class ForwardVAE(VAE):
             z_now = z.view(b, frames, -1)[:, :-1].flatten(0, 1)
             magnitudes = None if batch.magnitudes is None else batch.magnitudes.flatten()
             z_next = self.transition(z_now, batch.actions.flatten(), magnitudes)
-            forward = z.new_zeros(())
-            if c.prediction in ("latent", "both"):
-                mean_next = post.mean.view(b, frames, -1)[:, 1:].flatten(0, 1)
-                terms["forward_latent"] = (z_next - mean_next).square().sum(-1).mean()
-                forward = forward + terms["forward_latent"]
-            if c.prediction in ("recon", "both"):
-                target_next = target.view(b, frames, *target.shape[1:])[:, 1:].flatten(0, 1)
-                terms["forward_recon"] = reconstruction_loss(self.decode_logits(z_next), target_next,
-                                                             c.reconstruction)
-                forward = forward + terms["forward_recon"]
-            total = total + c.gamma * forward
+            mean_next = post.mean.view(b, frames, -1)[:, 1:].flatten(0, 1)
+            total = total + c.gamma * self.forward_terms(z_next, mean_next, target, b, terms)
         return LossOutput(total, terms)
+
+    def forward_terms(self, z_next: torch.Tensor, mean_next: torch.Tensor, target: torch.Tensor,
+                      batch_size: int, terms: dict) -> torch.Tensor:
+        """Forward-prediction loss of predicted next latents ``z_next`` ``[B*(T-1), n]`` against the next
+        frames' posterior means ``mean_next`` (``forward_latent``) and/or their targets (``forward_recon``;
+        ``target`` holds all ``B*T`` frames), per ``config.prediction``; the terms are logged in ``terms``."""
+        c = self.config
+        forward = z_next.new_zeros(())
+        if c.prediction in ("latent", "both"):
+            terms["forward_latent"] = (z_next - mean_next).square().sum(-1).mean()
+            forward = forward + terms["forward_latent"]
+        if c.prediction in ("recon", "both"):
+            target_next = target.view(batch_size, -1, *target.shape[1:])[:, 1:].flatten(0, 1)
+            terms["forward_recon"] = reconstruction_loss(self.decode_logits(z_next), target_next,
+                                                         c.reconstruction)
+            forward = forward + terms["forward_recon"]
+        return forward
 
     def parameter_groups(self) -> list[dict]:
         nets = [p for name, p in self.named_parameters() if name != "angles"]

@@ -69,8 +69,14 @@ class VAE(RepresentationModel):
         noise = torch.randn(post.mean.shape, generator=generator, device=post.mean.device)
         return observations_to_float(obs), post, post.mean + noise * (0.5 * post.logvar).exp()
 
-    def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
+    def elbo_terms(self, batch: Trajectory, generator: torch.Generator | None = None
+                   ) -> tuple[torch.Tensor, Posterior, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(target, posterior, z, reconstruction, kl)`` of the batch's frames (see :meth:`sample_posterior`):
+        the reconstruction term of ``z``'s decoding and the batch-mean KL to N(0, I)."""
         target, post, z = self.sample_posterior(batch, generator)
         reconstruction = reconstruction_loss(self.decode_logits(z), target, self.config.reconstruction)
-        kl = gaussian_kl(post.mean, post.logvar).mean()
+        return target, post, z, reconstruction, gaussian_kl(post.mean, post.logvar).mean()
+
+    def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
+        *_, reconstruction, kl = self.elbo_terms(batch, generator)
         return LossOutput(reconstruction + self.config.beta * kl, {"reconstruction": reconstruction, "kl": kl})
