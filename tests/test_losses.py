@@ -36,3 +36,30 @@ def test_extreme_logits_stay_finite():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match=r"logits and target must have the same shape, got \(2, 3\) and \(3, 2\)"):
         bernoulli_nll(torch.zeros(2, 3), torch.zeros(3, 2))
+
+
+def test_gaussian_nll_matches_torch_distributions_and_checks_shapes():
+    from dynrep.models.losses import gaussian_nll
+    g = torch.Generator().manual_seed(0)
+    mean, target, logvar = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g), torch.randn(4, generator=g)
+    expected = -torch.distributions.Normal(mean, (0.5 * logvar).exp()).log_prob(target)
+    assert torch.allclose(gaussian_nll(mean, target, logvar), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="same shape"):
+        gaussian_nll(mean, target[:, :3], logvar)
+
+
+def test_mlp_activation_option():
+    from torch import nn
+    from dynrep.models.nets import mlp
+    layers = mlp([3, 5, 5, 2], "leaky_relu")
+    assert [type(m) for m in layers] == [nn.Linear, nn.LeakyReLU, nn.Linear, nn.LeakyReLU, nn.Linear]
+    assert layers[1].negative_slope == 0.2
+    with pytest.raises(ValueError, match="mlp_activation must be one of"):
+        mlp([3, 2], "tanh")
+    from dynrep import ToyNN
+    from dynrep.models import build_model
+    model = build_model("vae", ToyNN("action_sparsity_trivial", num_samples=100), mlp_activation="leaky_relu",
+                        mlp_hidden=(8, 8))
+    assert sum(isinstance(m, nn.LeakyReLU) for m in model.encoder) == 2
+    with pytest.raises(ValueError, match="mlp_activation must be one of"):
+        build_model("vae", ToyNN("action_sparsity_trivial", num_samples=100), mlp_activation="gelu")

@@ -10,7 +10,7 @@ from torch import nn
 
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import check_int
-from dynrep.models.nets import ARCHITECTURES, DECODERS, build_decoder, build_encoder
+from dynrep.models.nets import ARCHITECTURES, DECODERS, MLP_ACTIVATIONS, build_decoder, build_encoder
 
 
 @dataclass
@@ -26,6 +26,7 @@ class ModelConfig:
         channels: conv channels per stride-2 layer (image observations).
         hidden: width of the fully connected layer after the conv stack.
         mlp_hidden: hidden widths of the MLP used for vector observations.
+        mlp_activation: its hidden activation, ``"relu"`` or ``"leaky_relu"`` (LeakyReLU(0.2)).
         architecture: a named conv stack of the references (``nets.ARCHITECTURES``: ``burgess``,
             ``kim``, ``montero``, ``abdi``) that sets ``channels`` and ``hidden``; ``None`` keeps them.
         decoder: ``"mirror"`` (transposed convs mirroring the encoder) or ``"spatial_broadcast"``.
@@ -39,6 +40,7 @@ class ModelConfig:
     channels: tuple[int, ...] = (32, 32, 64, 64)
     hidden: int = 256
     mlp_hidden: tuple[int, ...] = (64,)
+    mlp_activation: str = "relu"
     architecture: str | None = None
     decoder: str = "mirror"
 
@@ -63,6 +65,8 @@ class ModelConfig:
             raise ValueError(f"channels must be a non-empty sequence of positive ints, got {self.channels!r}")
         if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.mlp_hidden):
             raise ValueError(f"mlp_hidden must be a sequence of positive ints, got {self.mlp_hidden!r}")
+        if self.mlp_activation not in MLP_ACTIVATIONS:
+            raise ValueError(f"mlp_activation must be one of {MLP_ACTIVATIONS}, got {self.mlp_activation!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be a positive float, got {self.lr!r}")
 
@@ -119,9 +123,9 @@ class RepresentationModel(nn.Module, abc.ABC):
         self.action_factors = tuple(env.actions.factor_of)
         c = config
         self.encoder = build_encoder(self.observation_shape, self.encoder_outputs(), c.channels, c.hidden,
-                                     c.mlp_hidden)
+                                     c.mlp_hidden, c.mlp_activation)
         self.decoder = build_decoder(c.latent_dim, self.observation_shape, c.channels, c.hidden, c.mlp_hidden,
-                                     c.decoder)
+                                     c.decoder, c.mlp_activation)
         if len(self.observation_shape) == 3:
             # oneDNN convolutions run ~10-30% faster on channels-last weights (measured in benchmarks/).
             self.to(memory_format=torch.channels_last)

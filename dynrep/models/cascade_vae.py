@@ -91,7 +91,7 @@ class CascadeVAE(VAE):
         super().__init__(env, config)
         c = config
         self.decoder = build_decoder(c.latent_dim + c.num_categories, self.observation_shape, c.channels, c.hidden,
-                                     c.mlp_hidden, c.decoder)
+                                     c.mlp_hidden, c.decoder, c.mlp_activation)
         if len(self.observation_shape) == 3:
             self.decoder.to(memory_format=torch.channels_last)
 

@@ -161,7 +161,8 @@ class LieGroupVAE(VAE):
         self.logvar_head = _mlp_head(size, c.latent_dim)
         self.lie_algebra_basis = nn.Parameter(
             torch.randn(c.latent_dim, c.matrix_size, c.matrix_size) * c.lie_alg_init_scale)
-        self.decoder = build_decoder(size, self.observation_shape, c.channels, c.hidden, c.mlp_hidden, c.decoder)
+        self.decoder = build_decoder(size, self.observation_shape, c.channels, c.hidden, c.mlp_hidden, c.decoder,
+                                     c.mlp_activation)
         if len(self.observation_shape) == 3:
             self.decoder.to(memory_format=torch.channels_last)
 

@@ -1,6 +1,8 @@
 """Reconstruction losses shared by the models."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -35,3 +37,15 @@ def bernoulli_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"logits and target must have the same shape, got {tuple(logits.shape)} "
                          f"and {tuple(target.shape)}")
     return _BinaryCrossEntropyWithLogits.apply(logits, target.to(logits.dtype))
+
+
+def gaussian_nll(mean: torch.Tensor, target: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``-log N(target; mean, exp(logvar))`` (``logvar`` broadcasts, e.g. one per coordinate).
+
+    ``mean`` and ``target`` have the same shape ``[B, ...]``; the result has that shape (reduce it as the
+    model's reference does: summed over coordinates, or averaged).
+    """
+    if mean.shape != target.shape:
+        raise ValueError(f"mean and target must have the same shape, got {tuple(mean.shape)} "
+                         f"and {tuple(target.shape)}")
+    return 0.5 * ((target - mean).square() * torch.exp(-logvar) + logvar + math.log(2 * math.pi))

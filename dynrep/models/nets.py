@@ -24,18 +24,25 @@ ARCHITECTURES = {
     "abdi": ((32, 32, 64, 128, 256), 256),
 }
 DECODERS = ("mirror", "spatial_broadcast")
+#: Hidden activations of the MLPs for vector observations: ``leaky_relu`` is LeakyReLU(0.2), the
+#: mechanism-sparsity references' choice (specs/causal.md 1.2).
+MLP_ACTIVATIONS = ("relu", "leaky_relu")
+LEAKY_SLOPE = 0.2
 #: Conv layers (5x5, 64 channels, 'same' padding) of the spatial-broadcast decoder before its output conv.
 BROADCAST_LAYERS, BROADCAST_CHANNELS = 3, 64
 
 
-def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
-    """Linear layers between consecutive ``sizes`` with ReLU between (not after the last)."""
+def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
+    """Linear layers between consecutive ``sizes`` (``[B, sizes[0]] -> [B, sizes[-1]]``) with ``activation``
+    (one of :data:`MLP_ACTIVATIONS`) between them, not after the last."""
+    if activation not in MLP_ACTIVATIONS:
+        raise ValueError(f"mlp_activation must be one of {MLP_ACTIVATIONS}, got {activation!r}")
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return layers
+            layers.append(nn.ReLU() if activation == "relu" else nn.LeakyReLU(LEAKY_SLOPE))
+    return nn.Sequential(*layers)
 
 
 def _check_image(shape: Sequence[int], channels: Sequence[int]) -> int:
@@ -49,21 +56,21 @@ def _check_image(shape: Sequence[int], channels: Sequence[int]) -> int:
 
 
 def build_encoder(obs_shape: Sequence[int], out_dim: int, channels: Sequence[int], hidden: int,
-                  mlp_hidden: Sequence[int]) -> nn.Module:
+                  mlp_hidden: Sequence[int], mlp_activation: str = "relu") -> nn.Module:
     """Network ``[B, *obs_shape] float -> [B, out_dim]``.
 
     Images: conv(k4, s2, p1) with ``channels`` and ReLU, flatten, Linear ``hidden``, ReLU,
-    Linear ``out_dim``. Vectors: MLP through ``mlp_hidden``.
+    Linear ``out_dim``. Vectors: MLP through ``mlp_hidden`` with ``mlp_activation``.
     """
     if len(obs_shape) == 1:
-        return nn.Sequential(*_mlp([obs_shape[0], *mlp_hidden, out_dim]))
+        return mlp([obs_shape[0], *mlp_hidden, out_dim], mlp_activation)
     if len(obs_shape) != 3:
         raise ValueError(f"no encoder for observation shape {tuple(obs_shape)}; expected [C, H, W] or [D]")
     side = _check_image(obs_shape, channels)
     layers: list[nn.Module] = []
     for c_in, c_out in zip([obs_shape[0], *channels[:-1]], channels):
         layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ReLU()]
-    layers += [nn.Flatten(), *_mlp([channels[-1] * side * side, hidden, out_dim])]
+    layers += [nn.Flatten(), *mlp([channels[-1] * side * side, hidden, out_dim])]
     return nn.Sequential(*layers)
 
 
@@ -100,7 +107,7 @@ class SpatialBroadcastDecoder(nn.Module):
 
 
 def build_decoder(latent_dim: int, obs_shape: Sequence[int], channels: Sequence[int], hidden: int,
-                  mlp_hidden: Sequence[int], kind: str = "mirror") -> nn.Module:
+                  mlp_hidden: Sequence[int], kind: str = "mirror", mlp_activation: str = "relu") -> nn.Module:
     """Network ``[B, latent_dim] -> [B, *obs_shape]`` logits: the mirror of :func:`build_encoder`
     (``kind="mirror"``) or, for images, a :class:`SpatialBroadcastDecoder` (``kind="spatial_broadcast"``)."""
     if kind not in DECODERS:
@@ -110,12 +117,12 @@ def build_decoder(latent_dim: int, obs_shape: Sequence[int], channels: Sequence[
             raise ValueError(f"the spatial-broadcast decoder needs image observations [C, H, W], got {tuple(obs_shape)}")
         return SpatialBroadcastDecoder(latent_dim, obs_shape)
     if len(obs_shape) == 1:
-        return nn.Sequential(*_mlp([latent_dim, *reversed(mlp_hidden), obs_shape[0]]))
+        return mlp([latent_dim, *reversed(mlp_hidden), obs_shape[0]], mlp_activation)
     if len(obs_shape) != 3:
         raise ValueError(f"no decoder for observation shape {tuple(obs_shape)}; expected [C, H, W] or [D]")
     side = _check_image(obs_shape, channels)
     rev = list(reversed(channels))
-    layers: list[nn.Module] = [*_mlp([latent_dim, hidden, rev[0] * side * side]), nn.ReLU(),
+    layers: list[nn.Module] = [*mlp([latent_dim, hidden, rev[0] * side * side]), nn.ReLU(),
                                _Unflatten((rev[0], side, side))]
     for i, (c_in, c_out) in enumerate(zip(rev, [*rev[1:], obs_shape[0]])):
         layers.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1))
