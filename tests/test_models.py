@@ -87,7 +87,7 @@ def test_rotation_config_validation(key, value, message):
 
 
 def test_vae_config_validation():
-    with pytest.raises(ValueError, match=r"reconstruction must be one of \('bernoulli', 'gaussian'\), got 'l1'"):
+    with pytest.raises(ValueError, match=r"reconstruction must be one of \('bernoulli', 'gaussian', 'normal'\), got 'l1'"):
         VAE.Config(reconstruction="l1")
     with pytest.raises(ValueError, match="beta must be >= 0"):
         VAE.Config(beta=-1.0)
@@ -268,3 +268,31 @@ def test_named_architectures_and_spatial_broadcast_decoder():
         build_model("vae", env, architecture="resnet")
     with pytest.raises(ValueError, match="decoder must be one of"):
         build_model("vae", env, decoder="pixelcnn")
+
+
+@pytest.mark.parametrize("learn", [True, False])
+def test_vae_normal_reconstruction_on_vectors(learn):
+    from dynrep import ToyNN
+    from dynrep.models.losses import gaussian_nll
+    env = ToyNN("action_sparsity_trivial", num_samples=200)
+    model = build_model("vae", env, reconstruction="normal", decoder_logvar_init=-2.0, learn_decoder_var=learn,
+                        latent_dim=3, mlp_hidden=(8,))
+    assert isinstance(model.decoder_logvar, torch.nn.Parameter) == learn
+    assert ("decoder_logvar" in dict(model.named_parameters())) == learn
+    assert model.decoder_logvar.item() == -2.0 and "decoder_logvar" in model.state_dict()
+    x = torch.randn(5, 20)
+    z = torch.randn(5, 3)
+    assert torch.equal(model.decode(z), model.decode_logits(z))  # the mean itself, no sigmoid
+    expected = gaussian_nll(model.decode_logits(z), x, torch.tensor(-2.0)).sum(-1).mean()
+    assert torch.allclose(model.reconstruction_term(model.decode_logits(z), x), expected)
+    out = model.loss(env.sample_trajectories(6, 0, rng=0), 0, torch.Generator().manual_seed(0))
+    out.total.backward()
+    assert (model.decoder_logvar.grad is not None) == learn
+
+
+def test_normal_reconstruction_needs_a_logvar():
+    from dynrep.models.vae import reconstruction_loss
+    with pytest.raises(ValueError, match="needs the decoder log-variance"):
+        reconstruction_loss(torch.zeros(2, 3), torch.zeros(2, 3), "normal")
+    with pytest.raises(ValueError, match="reconstruction must be one of"):
+        reconstruction_loss(torch.zeros(2, 3), torch.zeros(2, 3), "laplace")

@@ -191,7 +191,7 @@ def test_published_defaults():
     ({"dataset_size": 0}, r"dataset_size must be >= 1, got 0"),
     ({"dataset_size": 10.5}, r"dataset_size must be an integer, got 10.5"),
     ({"estimator": "mss", "batch_size": 1}, r"estimator 'mss' needs at least 2 frames per batch"),
-    ({"reconstruction": "l1"}, r"reconstruction must be one of \('bernoulli', 'gaussian'\), got 'l1'"),
+    ({"reconstruction": "l1"}, r"reconstruction must be one of \('bernoulli', 'gaussian', 'normal'\), got 'l1'"),
 ])
 def test_config_validation(overrides, message):
     with pytest.raises(ValueError, match=message):

@@ -75,7 +75,7 @@ def test_published_defaults():
     ({"capacity_start": 5.0, "capacity_max": 4.0}, r"capacity_max must be >= capacity_start = 5.0, got 4.0"),
     ({"capacity_steps": 0}, r"capacity_steps must be >= 1, got 0"),
     ({"capacity": True, "beta_schedule": "anneal"}, r"beta_schedule must be 'constant' when capacity=True"),
-    ({"reconstruction": "l1"}, r"reconstruction must be one of \('bernoulli', 'gaussian'\), got 'l1'"),
+    ({"reconstruction": "l1"}, r"reconstruction must be one of \('bernoulli', 'gaussian', 'normal'\), got 'l1'"),
     ({"latent_dim": 0}, r"latent_dim must be >= 1, got 0"),
 ])
 def test_config_validation(overrides, message):

@@ -153,7 +153,7 @@ def test_published_defaults():
     ({"composition": "add"}, r"composition must be one of \('linear', 'interp', 'fixint', 'mlp'\), got 'add'"),
     ({"composition_hidden": 0}, r"composition_hidden must be >= 1, got 0"),
     ({"beta": -1.0}, r"beta must be >= 0, got -1.0"),
-    ({"reconstruction": "l1"}, r"reconstruction must be one of \('bernoulli', 'gaussian'\), got 'l1'"),
+    ({"reconstruction": "l1"}, r"reconstruction must be one of \('bernoulli', 'gaussian', 'normal'\), got 'l1'"),
 ])
 def test_config_validation(overrides, message):
     with pytest.raises(ValueError, match=message):

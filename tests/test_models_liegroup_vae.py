@@ -136,7 +136,7 @@ def test_published_defaults():
     ({"capacity_max": -5.0}, r"capacity_max must be a number >= 0, got -5.0"),
     ({"capacity_steps": 0}, r"capacity_steps must be >= 1, got 0"),
     ({"beta": -1.0}, r"beta must be >= 0, got -1.0"),
-    ({"reconstruction": "l1"}, r"reconstruction must be one of \('bernoulli', 'gaussian'\), got 'l1'"),
+    ({"reconstruction": "l1"}, r"reconstruction must be one of \('bernoulli', 'gaussian', 'normal'\), got 'l1'"),
 ])
 def test_config_validation(overrides, message):
     with pytest.raises(ValueError, match=message):

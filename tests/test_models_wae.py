@@ -138,7 +138,7 @@ def test_config_defaults_and_kernel_constants():
     ("kernel_base", -10.0, r"kernel_base must be a positive number or None, got -10.0"),
     ("kernel_scales", (), r"kernel_scales must be a non-empty tuple of positive numbers, got \(\)"),
     ("kernel_scales", (1.0, -2.0), r"kernel_scales must be a non-empty tuple of positive numbers"),
-    ("reconstruction", "l1", r"reconstruction must be one of \('bernoulli', 'gaussian'\), got 'l1'"),
+    ("reconstruction", "l1", r"reconstruction must be one of \('bernoulli', 'gaussian', 'normal'\), got 'l1'"),
     ("batch_size", 1, r"the MMD needs at least 2 frames per batch.*batch_size=1, episode_length=0"),
     ("latent_dim", 0, r"latent_dim must be >= 1, got 0"),
 ])

@@ -49,7 +49,7 @@ from dynrep.envs.base import check_int
 from dynrep.envs.splits import SplitEnvironment
 from dynrep.models.base import LossOutput
 from dynrep.models.registry import register_model
-from dynrep.models.vae import VAE, gaussian_kl, reconstruction_loss
+from dynrep.models.vae import VAE, gaussian_kl
 
 ESTIMATORS = ("mws", "mss")
 #: Dataset size used for environments with continuous factors (no finite number of states): the size
@@ -184,7 +184,7 @@ class BetaTCVAE(VAE):
 
     def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
         target, post, z = self.sample_posterior(batch, generator)
-        reconstruction = reconstruction_loss(self.decode_logits(z), target, self.config.reconstruction)
+        reconstruction = self.reconstruction_term(self.decode_logits(z), target)
         c = self.config
         mi, tc, dim_kl = (t.mean() for t in kl_decomposition(z, post.mean, post.logvar, self.dataset_size,
                                                               c.estimator))

@@ -31,7 +31,7 @@ from dynrep.envs.base import check_int
 from dynrep.models.base import LossOutput, observations_to_float
 from dynrep.models.nets import build_decoder
 from dynrep.models.registry import register_model
-from dynrep.models.vae import VAE, reconstruction_loss
+from dynrep.models.vae import VAE, elementwise_nll
 
 
 def cascade_weights(step: int, latent_dim: int, period: int, beta_low: float, beta_high: float) -> np.ndarray:
@@ -102,10 +102,7 @@ class CascadeVAE(VAE):
         with torch.no_grad():
             logits = self.decode_logits(torch.cat([z.repeat_interleave(categories, 0), codes], dim=1))
             repeated = target.repeat_interleave(categories, 0)
-            if self.config.reconstruction == "bernoulli":
-                nll = F.binary_cross_entropy_with_logits(logits, repeated, reduction="none")
-            else:
-                nll = (torch.sigmoid(logits) - repeated).square()
+            nll = elementwise_nll(logits, repeated, self.config.reconstruction, self.decoder_logvar)
         return nll.flatten(1).sum(-1).view(batch, categories)
 
     def representation(self, obs: torch.Tensor) -> torch.Tensor:
@@ -122,8 +119,7 @@ class CascadeVAE(VAE):
             discrete = F.one_hot(torch.as_tensor(chosen, device=z.device), c.num_categories).to(z.dtype)
         else:
             discrete = z.new_zeros(len(z), c.num_categories)
-        reconstruction = reconstruction_loss(self.decode_logits(torch.cat([z, discrete], 1)), target,
-                                             c.reconstruction)
+        reconstruction = self.reconstruction_term(self.decode_logits(torch.cat([z, discrete], 1)), target)
         kl_per_dim = 0.5 * (post.mean.square() + post.logvar.exp() - 1.0 - post.logvar).mean(0)
         weights = kl_per_dim.new_tensor(cascade_weights(step, c.latent_dim, c.cascade_period, c.beta_low,
                                                         c.beta_high))

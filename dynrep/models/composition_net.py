@@ -44,7 +44,7 @@ from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import as_generator, check_int
 from dynrep.models.base import LossOutput, observations_to_float
 from dynrep.models.registry import register_model
-from dynrep.models.vae import VAE, gaussian_kl, reconstruction_loss
+from dynrep.models.vae import VAE, gaussian_kl
 
 COMPOSITIONS = ("linear", "interp", "fixint", "mlp")
 
@@ -210,8 +210,7 @@ class CompositionNet(VAE):
         z_r, z_q = z[:n], z[n:]
         z_t = self.compose(z_r, z_q, action)
         logits = self.decode_logits(torch.cat([z_r, z_q, z_t])).split(n)
-        kind = self.config.reconstruction
-        terms = [reconstruction_loss(out, target, kind) for out, target in zip(logits, images)]
+        terms = [self.reconstruction_term(out, target) for out, target in zip(logits, images)]
         reconstruction = terms[0] + terms[1] + terms[2]
         kl = gaussian_kl(post.mean, post.logvar).sum() / n
         return LossOutput(reconstruction + self.config.beta * kl,

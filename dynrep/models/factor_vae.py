@@ -25,7 +25,7 @@ from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import check_int
 from dynrep.models.base import LossOutput
 from dynrep.models.registry import register_model
-from dynrep.models.vae import VAE, gaussian_kl, reconstruction_loss
+from dynrep.models.vae import VAE, gaussian_kl
 
 
 def permute_dims(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -84,7 +84,7 @@ class FactorVAE(VAE):
         target, post, z = self.sample_posterior(batch, generator)
         half = len(z) // 2
         first = slice(0, half)
-        reconstruction = reconstruction_loss(self.decode_logits(z[first]), target[first], c.reconstruction)
+        reconstruction = self.reconstruction_term(self.decode_logits(z[first]), target[first])
         kl = gaussian_kl(post.mean[first], post.logvar[first]).mean()
         frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
         logits = functional_call(self.discriminator, frozen, (z[first],))

@@ -53,7 +53,7 @@ from dynrep.metrics.dynamics import rotation_structure
 from dynrep.models.base import LossOutput, require_discrete_actions
 from dynrep.models.registry import register_model
 from dynrep.models.rotation import RotationModel, plane_indices
-from dynrep.models.vae import VAE, reconstruction_loss
+from dynrep.models.vae import VAE
 
 PREDICTIONS = ("latent", "recon", "both")
 PLANES = ("factor", "all")
@@ -184,8 +184,7 @@ class ForwardVAE(VAE):
             forward = forward + terms["forward_latent"]
         if c.prediction in ("recon", "both"):
             target_next = target.view(batch_size, -1, *target.shape[1:])[:, 1:].flatten(0, 1)
-            terms["forward_recon"] = reconstruction_loss(self.decode_logits(z_next), target_next,
-                                                         c.reconstruction)
+            terms["forward_recon"] = self.reconstruction_term(self.decode_logits(z_next), target_next)
             forward = forward + terms["forward_recon"]
         return forward
 

@@ -50,7 +50,7 @@ from dynrep.models.base import LossOutput, Posterior, observations_to_float
 from dynrep.models.beta_vae import capacity_schedule
 from dynrep.models.nets import build_decoder
 from dynrep.models.registry import register_model
-from dynrep.models.vae import VAE, gaussian_kl, reconstruction_loss
+from dynrep.models.vae import VAE, gaussian_kl
 
 
 def _check_basis(basis: torch.Tensor) -> None:
@@ -188,7 +188,7 @@ class LieGroupVAE(VAE):
         use_encoder = self.training and bool(
             torch.rand((), generator=generator, device=z.device) < c.forward_encoder_prob)
         logits = self.decoder(post.group_features if use_encoder else decoded)
-        reconstruction = reconstruction_loss(logits, target, c.reconstruction)
+        reconstruction = self.reconstruction_term(logits, target)
         kl = gaussian_kl(post.mean, post.logvar).mean()
         capacity = capacity_schedule(step, 0.0, c.capacity_max, c.capacity_steps)
         group_rec = group_reconstruction_loss(post.group_features, decoded)

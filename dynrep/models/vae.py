@@ -4,13 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from dynrep.data.trajectory import Trajectory
 from dynrep.models.base import LossOutput, ModelConfig, Posterior, RepresentationModel, observations_to_float
-from dynrep.models.losses import bernoulli_nll
+from dynrep.models.losses import bernoulli_nll, gaussian_nll
 from dynrep.models.registry import register_model
 
-RECONSTRUCTIONS = ("bernoulli", "gaussian")
+#: ``bernoulli``: BCE with logits; ``gaussian``: squared error of the sigmoid output (both for pixels in
+#: [0, 1]); ``normal``: Gaussian likelihood of the raw decoder output with a decoder log-variance (for
+#: real-valued vectors such as toy-nn observations).
+RECONSTRUCTIONS = ("bernoulli", "gaussian", "normal")
 
 
 def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -18,12 +23,28 @@ def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).sum(-1)
 
 
-def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """Reconstruction term summed over the elements of a frame and averaged over the batch: ``kind``
-    ``"bernoulli"`` (BCE with logits) or ``"gaussian"`` (squared error of the sigmoid output). ``[B, ...]`` -> scalar."""
+def elementwise_nll(logits: torch.Tensor, target: torch.Tensor, kind: str,
+                    logvar: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-element reconstruction NLL of decoder ``logits`` (same shape as ``target``) for ``kind`` in
+    :data:`RECONSTRUCTIONS`; ``"normal"`` needs the decoder ``logvar`` (broadcasting)."""
+    if kind == "bernoulli":
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    if kind == "gaussian":
+        return (torch.sigmoid(logits) - target).square()
+    if kind == "normal":
+        if logvar is None:
+            raise ValueError("the 'normal' reconstruction needs the decoder log-variance (logvar)")
+        return gaussian_nll(logits, target, logvar)
+    raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {kind!r}")
+
+
+def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, kind: str,
+                        logvar: torch.Tensor | None = None) -> torch.Tensor:
+    """Reconstruction term summed over the elements of a frame and averaged over the batch (see
+    :func:`elementwise_nll` for ``kind``). ``[B, ...]`` -> scalar."""
     if kind == "bernoulli":
         return bernoulli_nll(logits, target) * target[0].numel()
-    return (torch.sigmoid(logits) - target).square().flatten(1).sum(-1).mean()
+    return elementwise_nll(logits, target, kind, logvar).flatten(1).sum(-1).mean()
 
 
 @register_model("vae")
@@ -33,7 +54,10 @@ class VAE(RepresentationModel):
     Trains on the frames of its trajectories as independent samples (the default
     ``episode_length=0`` gives batches of single frames). The reconstruction term is
     summed over observation elements and averaged over the batch: Bernoulli (BCE with
-    logits) or Gaussian (squared error of the sigmoid output).
+    logits), Gaussian (squared error of the sigmoid output) or, for real-valued vectors,
+    ``"normal"``: ``-log N(x; g(z), exp(decoder_logvar))`` with one decoder log-variance,
+    learned (``learn_decoder_var``) from ``decoder_logvar_init`` or fixed at it; ``decode``
+    then returns ``g(z)`` itself.
     """
 
     @dataclass
@@ -44,6 +68,8 @@ class VAE(RepresentationModel):
         lr: float = 1e-3
         beta: float = 1.0
         reconstruction: str = "bernoulli"
+        decoder_logvar_init: float = -10.0
+        learn_decoder_var: bool = True
 
         def __post_init__(self):
             super().__post_init__()
@@ -52,8 +78,26 @@ class VAE(RepresentationModel):
             if self.reconstruction not in RECONSTRUCTIONS:
                 raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {self.reconstruction!r}")
 
+    def __init__(self, env, config: ModelConfig):
+        super().__init__(env, config)
+        logvar = torch.tensor(float(config.decoder_logvar_init)) if config.reconstruction == "normal" else None
+        if logvar is not None and config.learn_decoder_var:
+            self.decoder_logvar = nn.Parameter(logvar)
+        else:
+            self.register_buffer("decoder_logvar", logvar)  # None (not "normal") is not saved
+
     def encoder_outputs(self) -> int:
         return 2 * self.config.latent_dim
+
+    def reconstruction_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """:func:`reconstruction_loss` of decoder ``logits`` ``[B, *obs_shape]`` with this model's kind."""
+        return reconstruction_loss(logits, target, self.config.reconstruction, self.decoder_logvar)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Observations ``[B, *obs_shape]`` of latents ``[B, latent_dim]``: in [0, 1] (sigmoid of the
+        logits), or the decoder mean itself for the ``"normal"`` reconstruction."""
+        logits = self.decode_logits(z)
+        return logits if self.config.reconstruction == "normal" else torch.sigmoid(logits)
 
     def encode(self, obs: torch.Tensor) -> Posterior:
         mean, logvar = self.encoder(observations_to_float(obs)).chunk(2, dim=-1)
@@ -74,7 +118,7 @@ class VAE(RepresentationModel):
         """``(target, posterior, z, reconstruction, kl)`` of the batch's frames (see :meth:`sample_posterior`):
         the reconstruction term of ``z``'s decoding and the batch-mean KL to N(0, I)."""
         target, post, z = self.sample_posterior(batch, generator)
-        reconstruction = reconstruction_loss(self.decode_logits(z), target, self.config.reconstruction)
+        reconstruction = self.reconstruction_term(self.decode_logits(z), target)
         return target, post, z, reconstruction, gaussian_kl(post.mean, post.logvar).mean()
 
     def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:

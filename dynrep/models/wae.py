@@ -26,7 +26,7 @@ import torch
 from dynrep.data.trajectory import Trajectory
 from dynrep.models.base import LossOutput, ModelConfig
 from dynrep.models.registry import register_model
-from dynrep.models.vae import RECONSTRUCTIONS, VAE, reconstruction_loss
+from dynrep.models.vae import RECONSTRUCTIONS, VAE
 
 #: Multipliers ``s`` of the kernel base: the kernel sums ``C_s/(C_s + |x-y|²)`` over ``C_s = base·s``.
 DEFAULT_KERNEL_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -97,7 +97,8 @@ class WAE(VAE):
             prior_std: prior N(0, prior_std²·I) (LiLS ``prior_var`` = 2, used as a std).
             kernel_base: base constant of the IMQ kernel; None = ``2·latent_dim·prior_std²``.
             kernel_scales: multipliers of the base (LiLS/Tolstikhin {0.1, ..., 10}).
-            reconstruction: "gaussian" (LiLS MSE-sum, default) or "bernoulli".
+            reconstruction: "gaussian" (LiLS MSE-sum, default), "bernoulli" or "normal" (see
+                :class:`~dynrep.models.vae.VAE`, with ``decoder_logvar_init`` / ``learn_decoder_var``).
         """
 
         latent_dim: int = 10
@@ -110,6 +111,8 @@ class WAE(VAE):
         kernel_base: float | None = None
         kernel_scales: tuple[float, ...] = DEFAULT_KERNEL_SCALES
         reconstruction: str = "gaussian"
+        decoder_logvar_init: float = -10.0
+        learn_decoder_var: bool = True
 
         def __post_init__(self):
             super().__post_init__()
@@ -148,7 +151,7 @@ class WAE(VAE):
         c = self.config
         target, post, z = self.sample_posterior(batch, generator)
         prior = c.prior_std * torch.randn(post.mean.shape, generator=generator, device=post.mean.device)
-        reconstruction = reconstruction_loss(self.decode_logits(z), target, c.reconstruction)
+        reconstruction = self.reconstruction_term(self.decode_logits(z), target)
         mmd = mmd_unbiased(z, prior, c.kernel_constants)
         logvar_l1 = post.logvar.abs().sum(-1).mean()
         total = reconstruction + c.mmd_weight * mmd + c.logvar_weight * logvar_l1
