@@ -63,3 +63,24 @@ def test_mlp_activation_option():
     assert sum(isinstance(m, nn.LeakyReLU) for m in model.encoder) == 2
     with pytest.raises(ValueError, match="mlp_activation must be one of"):
         build_model("vae", ToyNN("action_sparsity_trivial", num_samples=100), mlp_activation="gelu")
+
+
+def test_parallel_mlp_equals_independent_mlps():
+    from torch import nn
+    from dynrep.models.nets import ParallelLinear, parallel_mlp
+    torch.manual_seed(0)
+    net = parallel_mlp(3, [4, 6, 2], "leaky_relu")
+    x = torch.randn(5, 3, 4)
+    out = net(x)
+    assert out.shape == (5, 3, 2)
+    for i in range(3):
+        ref = nn.Sequential(nn.Linear(4, 6), nn.LeakyReLU(0.2), nn.Linear(6, 2))
+        with torch.no_grad():
+            ref[0].weight.copy_(net[0].weight[i]), ref[0].bias.copy_(net[0].bias[i])
+            ref[2].weight.copy_(net[2].weight[i]), ref[2].bias.copy_(net[2].bias[i])
+        assert torch.allclose(out[:, i], ref(x[:, i]), atol=1e-6)
+    layer = ParallelLinear(2, 4, 3, bias=False)
+    assert layer.bias is None and layer(torch.ones(1, 2, 4)).shape == (1, 2, 3)
+    assert not torch.equal(layer.weight[0], layer.weight[1])  # each map initialised on its own
+    bound = 1 / 4 ** 0.5
+    assert layer.weight.abs().max() <= bound  # kaiming_uniform(a=sqrt 5) gives U(-1/sqrt(in), 1/sqrt(in))

@@ -112,6 +112,8 @@ class RepresentationModel(nn.Module, abc.ABC):
     model_name: ClassVar[str] = ""
     #: True for models with a latent transition (``transition``, open-loop ``predict``).
     has_dynamics: ClassVar[bool] = False
+    #: False for encoder-only models (contrastive ones): no ``self.decoder``, no reconstructions.
+    has_decoder: ClassVar[bool] = True
 
     def __init__(self, env, config: ModelConfig):
         super().__init__()
@@ -125,7 +127,7 @@ class RepresentationModel(nn.Module, abc.ABC):
         self.encoder = build_encoder(self.observation_shape, self.encoder_outputs(), c.channels, c.hidden,
                                      c.mlp_hidden, c.mlp_activation)
         self.decoder = build_decoder(c.latent_dim, self.observation_shape, c.channels, c.hidden, c.mlp_hidden,
-                                     c.decoder, c.mlp_activation)
+                                     c.decoder, c.mlp_activation) if self.has_decoder else None
         if len(self.observation_shape) == 3:
             # oneDNN convolutions run ~10-30% faster on channels-last weights (measured in benchmarks/).
             self.to(memory_format=torch.channels_last)
@@ -150,6 +152,9 @@ class RepresentationModel(nn.Module, abc.ABC):
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder logits ``[B, *obs_shape]`` of latents ``[B, latent_dim]``."""
+        if self.decoder is None:
+            raise ValueError(f"model {self.model_name!r} has no decoder (has_decoder is False): it cannot decode, "
+                             "reconstruct or traverse latents")
         return self.decoder(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

@@ -32,17 +32,22 @@ LEAKY_SLOPE = 0.2
 BROADCAST_LAYERS, BROADCAST_CHANNELS = 3, 64
 
 
-def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
-    """Linear layers between consecutive ``sizes`` (``[B, sizes[0]] -> [B, sizes[-1]]``) with ``activation``
-    (one of :data:`MLP_ACTIVATIONS`) between them, not after the last."""
+def _stack(sizes: Sequence[int], activation: str, linear) -> nn.Sequential:
+    """``linear(a, b)`` layers between consecutive ``sizes`` with ``activation`` between them."""
     if activation not in MLP_ACTIVATIONS:
         raise ValueError(f"mlp_activation must be one of {MLP_ACTIVATIONS}, got {activation!r}")
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
+        layers.append(linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU() if activation == "relu" else nn.LeakyReLU(LEAKY_SLOPE))
     return nn.Sequential(*layers)
+
+
+def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
+    """Linear layers between consecutive ``sizes`` (``[B, sizes[0]] -> [B, sizes[-1]]``) with ``activation``
+    (one of :data:`MLP_ACTIVATIONS`) between them, not after the last."""
+    return _stack(sizes, activation, nn.Linear)
 
 
 def _check_image(shape: Sequence[int], channels: Sequence[int]) -> int:
@@ -129,3 +134,32 @@ def build_decoder(latent_dim: int, obs_shape: Sequence[int], channels: Sequence[
         if i < len(rev) - 1:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+class ParallelLinear(nn.Module):
+    """``n`` independent linear maps applied in one batched matmul: ``[B, n, in] -> [B, n, out]``.
+
+    Map ``i`` has weight ``weight[i]`` ``[out, in]`` (and ``bias[i]`` ``[out]``), initialised like
+    ``nn.Linear`` (Kaiming-uniform with ``a = sqrt(5)``, bias uniform in ``±1/sqrt(in)``), each map
+    on its own.
+    """
+
+    def __init__(self, n: int, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(n, out_features)) if bias else None
+        for i in range(n):
+            nn.init.kaiming_uniform_(self.weight[i], a=5 ** 0.5)
+        if self.bias is not None:
+            bound = 1 / in_features ** 0.5 if in_features else 0.0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.einsum("bni,noi->bno", x, self.weight)
+        return out if self.bias is None else out + self.bias
+
+
+def parallel_mlp(n: int, sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
+    """``n`` independent MLPs through ``sizes`` run as one: ``[B, n, sizes[0]] -> [B, n, sizes[-1]]``,
+    :class:`ParallelLinear` layers with ``activation`` (:data:`MLP_ACTIVATIONS`) between them."""
+    return _stack(sizes, activation, lambda a, b: ParallelLinear(n, a, b))
