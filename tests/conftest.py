@@ -59,3 +59,13 @@ def png_bytes_ok(path) -> bool:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "end_to_end: trains a full-size model for a few hundred steps (slow)")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread while training tiny networks (restored after): with two threads, the
+    millisecond steps of tiny MLPs are many times slower whenever the two cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,6 +9,11 @@ from dynrep.models import forward_vae  # noqa: F401  (registration side effect)
 from dynrep.models import liegroup_vae  # noqa: F401  (registration side effect)
 from dynrep.models import composition_net  # noqa: F401  (registration side effect)
 from dynrep.models import rgrvae  # noqa: F401  (registration side effect)
+from dynrep.models import mechanism_sparsity  # noqa: F401  (registration side effect)
+from dynrep.models import icm_vae  # noqa: F401  (registration side effect)
+from dynrep.models import ivae  # noqa: F401  (registration side effect)
+from dynrep.models import slowvae  # noqa: F401  (registration side effect)
+from dynrep.models import pcl  # noqa: F401  (registration side effect)
 from dynrep.models.base import LossOutput, ModelConfig, Posterior, RepresentationModel
 from dynrep.models.registry import build_model, list_models, register_model
 

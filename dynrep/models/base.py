@@ -26,7 +26,7 @@ class ModelConfig:
         channels: conv channels per stride-2 layer (image observations).
         hidden: width of the fully connected layer after the conv stack.
         mlp_hidden: hidden widths of the MLP used for vector observations.
-        mlp_activation: its hidden activation, ``"relu"`` or ``"leaky_relu"`` (LeakyReLU(0.2)).
+        mlp_activation: its hidden activation, ``"relu"``, ``"leaky_relu"`` (LeakyReLU(0.2)) or ``"elu"``.
         architecture: a named conv stack of the references (``nets.ARCHITECTURES``: ``burgess``,
             ``kim``, ``montero``, ``abdi``) that sets ``channels`` and ``hidden``; ``None`` keeps them.
         decoder: ``"mirror"`` (transposed convs mirroring the encoder) or ``"spatial_broadcast"``.

@@ -24,10 +24,11 @@ ARCHITECTURES = {
     "abdi": ((32, 32, 64, 128, 256), 256),
 }
 DECODERS = ("mirror", "spatial_broadcast")
-#: Hidden activations of the MLPs for vector observations: ``leaky_relu`` is LeakyReLU(0.2), the
-#: mechanism-sparsity references' choice (specs/causal.md 1.2).
-MLP_ACTIVATIONS = ("relu", "leaky_relu")
+#: Hidden activations of the MLPs: ``leaky_relu`` is LeakyReLU(0.2), the mechanism-sparsity
+#: references' choice (specs/causal.md 1.2); ``elu`` is ICM-VAE's (2.2).
 LEAKY_SLOPE = 0.2
+_ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE), "elu": nn.ELU}
+MLP_ACTIVATIONS = tuple(_ACTIVATIONS)
 #: Conv layers (5x5, 64 channels, 'same' padding) of the spatial-broadcast decoder before its output conv.
 BROADCAST_LAYERS, BROADCAST_CHANNELS = 3, 64
 
@@ -40,7 +41,7 @@ def _stack(sizes: Sequence[int], activation: str, linear) -> nn.Sequential:
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU() if activation == "relu" else nn.LeakyReLU(LEAKY_SLOPE))
+            layers.append(_ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
 

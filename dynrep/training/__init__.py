@@ -2,6 +2,7 @@
 from dynrep.training.callbacks import Callback, Checkpoint, NaNGuard, NonFiniteLossError, ProgressBar
 from dynrep.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dynrep.training.trainer import Trainer
+from dynrep.training.validation import BestValidation
 
-__all__ = ["Callback", "Checkpoint", "CheckpointError", "NaNGuard", "NonFiniteLossError", "ProgressBar",
+__all__ = ["BestValidation", "Callback", "Checkpoint", "CheckpointError", "NaNGuard", "NonFiniteLossError", "ProgressBar",
            "Trainer", "load_checkpoint", "save_checkpoint"]
