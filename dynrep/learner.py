@@ -16,6 +16,7 @@ from dynrep.envs.registry import make_env
 from dynrep.metrics.compute import compute, default_metrics, flatten_scores
 from dynrep.metrics.dynamics import latent_prediction_error, mean_bce, per_frame_bce, per_step_bce
 from dynrep.metrics.generalisation import generalisation_report
+from dynrep.metrics.graphs import permute_graph, shd
 from dynrep.models.registry import build_model
 from dynrep.training.callbacks import Callback, Checkpoint, ProgressBar
 from dynrep.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -27,6 +28,14 @@ _TEST_STREAM, _EVAL_STREAM, _ANIMATE_STREAM = 1, 2, 3
 ANIMATION_KINDS = ("rollout", "traversal")
 #: k of the k-step prediction errors ``evaluate`` reports by default.
 DEFAULT_PREDICTION_STEPS = (1, 5, 10)
+
+
+def held_out_env(env: Environment) -> Environment:
+    """The test subset of a world with a train/test split (``env.subset == "train"``, e.g. toy-nn,
+    Pendulum, Flow), built from ``env.get_config()``; any other environment as it is."""
+    if getattr(env, "subset", None) != "train":
+        return env
+    return type(env)(**{**env.get_config(), "subset": "test"})
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -179,11 +188,13 @@ class RepresentationLearner:
     def evaluate(self, metrics: Sequence[str] | None = None, *, num_train: int | None = None,
                  num_test: int | None = None, num_episodes: int = 64, episode_length: int = 10,
                  prediction_steps: Sequence[int] | None = None, seed: int | None = None,
-                 options: dict[str, dict[str, Any]] | None = None) -> dict[str, float]:
+                 options: dict[str, dict[str, Any]] | None = None,
+                 metric_env: Environment | None = None) -> dict[str, float]:
         """Scores as a flat ``dict[str, float]``.
 
         Model scores: ``reconstruction_error``, the mean BCE of ``decode(encode(x))`` over
-        ``num_episodes x (episode_length + 1)`` frames. Models with dynamics add, for each ``k`` of
+        ``num_episodes x (episode_length + 1)`` frames (``reconstruction_mse``, the mean squared error,
+        for real-valued vector observations; nothing for encoder-only models). Models with dynamics add, for each ``k`` of
         ``prediction_steps`` (default: those of 1, 5, 10 within ``episode_length``),
         ``prediction_error/<k>``, the BCE of the open-loop prediction ``k`` steps after the
         encoded first frame, ``latent_prediction_error/<k>``, the mean squared distance between the
@@ -199,7 +210,15 @@ class RepresentationLearner:
         them. Each float a metric returns is reported as ``<metric>/<key>`` (``mig`` as ``mig``).
         ``num_train`` / ``num_test`` override every metric's sample sizes (reference defaults
         10,000 / 5,000; smaller is faster and noisier); ``options[name]`` is passed to that metric
-        (e.g. ``options={"dci": {"mode": "fast"}}``).
+        (e.g. ``options={"dci": {"mode": "fast"}}``). The metrics sample ``metric_env``, by default
+        :func:`held_out_env` of the learner's environment (the test subset of worlds that have one:
+        toy-nn, Pendulum, Flow; the environment itself otherwise).
+
+        Models with learned causal graphs (``learned_graphs()``, e.g. mechanism sparsity) on worlds with
+        true ones (``graph_z`` / ``graph_a``) add, once MCC has matched codes to factors,
+        ``graph_z/shd``, ``graph_z/precision``, ``graph_z/recall`` (and ``graph_a/...``): the learned graph
+        (σ(α) > 0.5) re-indexed by the MCC permutation (``P G Pᵀ`` for ``G^z``, ``P G`` for ``G^a``)
+        against the true one (:func:`dynrep.metrics.graphs.shd`).
         """
         check_int("num_episodes", num_episodes, 1)
         check_int("episode_length", episode_length, 0)
@@ -212,8 +231,13 @@ class RepresentationLearner:
         else:  # the same number of frames, drawn as static samples (also for worlds with short episodes)
             batch = self._episodes(num_episodes * (episode_length + 1), 0, _EVAL_STREAM, seed).to(self.device)
         obs = batch.obs.flatten(0, 1)
-        reconstructed = torch.cat([self.model.reconstruct(chunk) for chunk in obs.split(256)])
-        scores = {"reconstruction_error": mean_bce(obs.cpu().numpy(), reconstructed.cpu().numpy())}
+        scores = {}
+        if self.model.has_decoder:
+            reconstructed = torch.cat([self.model.reconstruct(chunk) for chunk in obs.split(256)]).cpu().numpy()
+            if obs.dtype == torch.uint8:
+                scores["reconstruction_error"] = mean_bce(obs.cpu().numpy(), reconstructed)
+            else:
+                scores["reconstruction_mse"] = float(np.mean((obs.cpu().numpy() - reconstructed) ** 2))
         if self.model.has_dynamics:
             errors = per_step_bce(batch.obs.cpu().numpy(), self.model.predict(batch).cpu().numpy())
             scores.update({f"prediction_error/{k}": float(errors[k]) for k in prediction_steps})
@@ -227,12 +251,33 @@ class RepresentationLearner:
         unknown = sorted(set(options or {}) - set(names))
         if unknown:
             raise ValueError(f"options given for metrics that are not computed: {unknown}; metrics are {names}")
+        metric_env = held_out_env(self.env) if metric_env is None else metric_env
         for name in names:
-            result = compute(name, self.env, self.model.representation, seed=self.seed if seed is None else seed,
+            result = compute(name, metric_env, self.model.representation, seed=self.seed if seed is None else seed,
                              num_train=num_train, num_test=num_test, device=self.device,
                              **(options or {}).get(name, {}))
             scores.update(flatten_scores(name, result))
+            if name == "mcc":
+                scores.update(self._graph_scores(result["permutation"]))
         return scores
+
+    def _graph_scores(self, permutation: np.ndarray) -> dict[str, float]:
+        """SHD, precision and recall of the model's learned graphs against the environment's true ones."""
+        scores = {}
+        for key, (true, learned) in self.aligned_graphs(permutation).items():
+            scores.update({f"{key}/{k}": v for k, v in shd(true, learned).items()
+                           if k in ("shd", "precision", "recall")})
+        return scores
+
+    def aligned_graphs(self, permutation: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{"graph_z" | "graph_a": (true, learned)}`` for every learned graph of the model that the
+        environment also has, the learned one re-indexed into the true factors' order by the MCC
+        ``permutation`` (``[K]`` code per true factor; see :func:`dynrep.metrics.graphs.permute_graph`)."""
+        if not hasattr(self.model, "learned_graphs"):
+            return {}
+        return {key: (np.asarray(getattr(self.env, key)),
+                      permute_graph(learned, permutation, permute_columns=key == "graph_z"))
+                for key, learned in self.model.learned_graphs().items() if hasattr(self.env, key)}
 
     @torch.no_grad()
     def generalisation_report(self, test_env: Environment, *, num_train: int = 10_000, num_test: int = 5_000,

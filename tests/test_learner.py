@@ -275,7 +275,7 @@ def test_default_metrics_follow_the_factors():
     from dynrep.envs.pendulum import Pendulum
     from dynrep.metrics.compute import default_metrics
     assert default_metrics(GridWorld(size=3)) == ["mig", "dci", "sap", "factor_vae", "beta_vae", "modularity"]
-    assert default_metrics(Pendulum()) == ["mcc"]
+    assert default_metrics(Pendulum()) == ["mcc", "linear_score"]
 
 
 def test_generalisation_report_on_a_split():

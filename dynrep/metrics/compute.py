@@ -20,7 +20,7 @@ from dynrep.metrics.downstream import downstream
 from dynrep.metrics.factor_vae import factor_vae_score
 from dynrep.metrics.independence import true_independence
 from dynrep.metrics.irs import irs
-from dynrep.metrics.mcc import mcc
+from dynrep.metrics.mcc import linear_score, mcc
 from dynrep.metrics.mig import mig
 from dynrep.metrics.modularity import modularity_explicitness
 from dynrep.metrics.sampling import RepresentationFn, Sampler
@@ -56,6 +56,7 @@ METRICS: dict[str, _Metric] = {
     "irs": _Metric(irs, 1),
     "unsupervised": _Metric(lambda codes, factors, **kw: unsupervised(codes, **kw), 1, discrete=False),
     "mcc": _Metric(lambda codes, factors, **kw: mcc(factors, codes, **kw), 1, discrete=False),
+    "linear_score": _Metric(lambda codes, factors: linear_score(factors, codes), 1, discrete=False),
     "dci": _Metric(dci, 2),
     "sap": _Metric(sap, 2),
     "modularity": _Metric(modularity_explicitness, 2),
@@ -68,10 +69,11 @@ METRICS: dict[str, _Metric] = {
 
 def default_metrics(env: Environment) -> list[str]:
     """The metrics :meth:`RepresentationLearner.evaluate` computes by default on ``env``: the
-    disentanglement_lib suite for worlds whose factors are all discrete, MCC for continuous ones."""
+    disentanglement_lib suite for worlds whose factors are all discrete; MCC and the linear (R²) score
+    for continuous ones."""
     if env.factors.discrete:
         return ["mig", "dci", "sap", "factor_vae", "beta_vae", "modularity"]
-    return ["mcc"]
+    return ["mcc", "linear_score"]
 
 
 def flatten_scores(name: str, result: dict) -> dict[str, float]:
