@@ -153,6 +153,19 @@ class RepresentationLearner:
         frames = self.model.decode(self._latent_rollout(z, actions).flatten(0, 1))
         return frames.view(len(z), actions.shape[1] + 1, *self.env.observation_shape).cpu()
 
+    @torch.no_grad()
+    def intervene(self, obs: np.ndarray | torch.Tensor, interventions: dict[str, Any]) -> torch.Tensor:
+        """Images ``[B, *obs_shape]`` in [0, 1] (on CPU) of observations ``[B, *obs_shape]`` under
+        ``do(variable = value)`` for causal models (``icm_vae``): ``interventions`` maps variable names
+        (``env.variables``) to values in label units, scalars or ``[B]`` arrays; the model recomputes the
+        variables' descendants. ``learner.animate(path, "traversal")`` sweeps each variable this way."""
+        if not hasattr(self.model, "intervene"):
+            raise ValueError(f"model {self.model.model_name!r} has no causal mechanisms to intervene on; "
+                             "use a causal model such as 'icm_vae'")
+        values = {name: self._as_tensor(v).float() if isinstance(v, (np.ndarray, torch.Tensor)) else v
+                  for name, v in interventions.items()}
+        return self.model.intervene(self._as_tensor(obs), values).cpu()
+
     def _latent_rollout(self, z: torch.Tensor, actions: torch.Tensor,
                         magnitudes: torch.Tensor | None = None) -> torch.Tensor:
         """Open-loop latents ``[B, T+1, D]`` from ``z [B, D]`` through ``actions [B, T]``."""
@@ -341,6 +354,19 @@ class RepresentationLearner:
             raise ValueError(f"model {self.model.model_name!r} has no action angles to plot")
         return plots.plot_rotation_angles(self.model.angles.detach().cpu().numpy(), self.model.action_names,
                                           self.model.config.latent_dim, path)
+
+    @torch.no_grad()
+    def plot_graphs(self, path: str | Path, *, num_samples: int = 10_000, seed: int | None = None) -> Path:
+        """PNG of the true and the learned causal graphs side by side (each learned one re-indexed by the MCC
+        matching on the held-out subset, edges where σ(α) > 0.5) and the MCC correlation matrix; for models
+        with learned graphs (``mechanism_sparsity``) on worlds with true ones (toy-nn)."""
+        result = compute("mcc", held_out_env(self.env), self.model.representation,
+                         seed=self.seed if seed is None else seed, num_train=num_samples, device=self.device)
+        pairs = self.aligned_graphs(result["permutation"])
+        if not pairs:
+            raise ValueError(f"model {self.model.model_name!r} on {type(self.env).__name__} has no learned graph "
+                             "with a true counterpart (needs learned_graphs() and env.graph_z / env.graph_a)")
+        return plots.plot_graphs(pairs, result["correlation"], path)
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -70,3 +70,27 @@ def test_held_out_env():
     assert held_out_env(test) is test
     pendulum = Pendulum(image_size=16)
     assert held_out_env(pendulum).subset == "test" and held_out_env(pendulum).image_size == 16
+
+
+def test_plot_graphs_and_its_errors(tmp_path):
+    env = ToyNN("temporal_sparsity_non_trivial", num_samples=300)
+    learner = RepresentationLearner(env, "mechanism_sparsity", seed=0, device="cpu", **TINY,
+                                    **EXTRA["mechanism_sparsity"])
+    path = learner.plot_graphs(tmp_path / "graphs.png", num_samples=200)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    other = RepresentationLearner(env, "slowvae", seed=0, device="cpu", **TINY)
+    with pytest.raises(ValueError, match="has no learned graph"):
+        other.plot_graphs(tmp_path / "x.png")
+
+
+def test_learner_intervene_on_pendulum():
+    env = Pendulum(image_size=16)
+    learner = RepresentationLearner(env, "icm_vae", seed=0, device="cpu", encoder_hidden=(16,),
+                                    decoder_hidden=(8,), flow_hidden=8)
+    obs = env.sample_trajectories(3, 0, rng=0).obs[:, 0]
+    images = learner.intervene(obs, {"light": np.array([100.0, 120.0, 140.0])})
+    assert images.shape == (3, *env.observation_shape) and 0 <= images.min() and images.max() <= 1
+    z = learner.model.intervened_latents(obs, {"light": 130.0})
+    assert not torch.equal(z, learner.model.representation(obs))
+    with pytest.raises(ValueError, match="no causal mechanisms"):
+        RepresentationLearner(env, "vae", seed=0, device="cpu", channels=(4, 8), hidden=8).intervene(obs, {"light": 1})

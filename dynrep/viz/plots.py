@@ -1,4 +1,4 @@
-"""Figures saved as PNG: learned rotation angles, training curves and metric matrices."""
+"""Figures saved as PNG: learned rotation angles, training curves, metric matrices and causal graphs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -79,5 +79,42 @@ def plot_metric_matrices(results: dict[str, dict], path: str | Path, *, factor_n
         ax.set_xlabel(columns)
         ax.set_ylabel(rows)
         ax.set_title(f"{name}: {title}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_graphs(pairs: dict[str, tuple[np.ndarray, np.ndarray]], correlation: np.ndarray, path: str | Path) -> Path:
+    """True and learned graphs side by side, then the MCC correlation matrix.
+
+    ``pairs`` maps a graph name (``"graph_z"``, ``"graph_a"``) to ``(true, learned)`` 0/1 adjacency matrices
+    of the same shape (rows = children, already aligned to the true factors); ``correlation`` is MCC's
+    ``[K, D]`` |correlation| of true factors and codes. Learned edges missing from the truth are marked.
+    """
+    if not pairs:
+        raise ValueError("pairs must hold at least one (true, learned) graph")
+    panels = 2 * len(pairs) + 1
+    fig = Figure(figsize=(4.2 * panels, 4))
+    for k, (name, (true, learned)) in enumerate(pairs.items()):
+        true, learned = np.asarray(true), np.asarray(learned)
+        if true.shape != learned.shape:
+            raise ValueError(f"{name}: true and learned graphs must have the same shape, got {true.shape} and "
+                             f"{learned.shape}")
+        wrong = int(np.sum(true != learned))
+        for j, (title, graph) in enumerate(((f"true {name}", true), (f"learned {name} (SHD {wrong})", learned))):
+            ax = fig.add_subplot(1, panels, 2 * k + j + 1)
+            sns.heatmap(graph, ax=ax, cmap="Greys", vmin=0, vmax=1, cbar=False, linewidths=0.5, linecolor="0.8",
+                        square=True)
+            if j == 1:
+                rows, cols = np.nonzero(true != learned)
+                ax.scatter(cols + 0.5, rows + 0.5, marker="x", color="tab:red", s=30)
+            ax.set_title(title)
+            ax.set_xlabel("parent")
+            ax.set_ylabel("child")
+    ax = fig.add_subplot(1, panels, panels)
+    correlation = np.asarray(correlation, dtype=np.float64)
+    sns.heatmap(correlation, ax=ax, cmap="viridis", vmin=0, vmax=1, annot=correlation.size <= 150, fmt=".2f")
+    ax.set_title("|correlation| (MCC)")
+    ax.set_xlabel("code")
+    ax.set_ylabel("factor")
     fig.tight_layout()
     return _save(fig, path)
