@@ -13,6 +13,14 @@ from dynrep.envs.base import check_int
 from dynrep.models.nets import ARCHITECTURES, DECODERS, MLP_ACTIVATIONS, build_decoder, build_encoder
 
 
+def check_widths(name: str, widths, *, allow_empty: bool = False) -> None:
+    """ValueError unless ``widths`` is a sequence of positive ints (layer sizes), non-empty unless allowed."""
+    if (not widths and not allow_empty) or any(isinstance(w, bool) or not isinstance(w, int) or w < 1
+                                               for w in widths):
+        kind = "a sequence" if allow_empty else "a non-empty sequence"
+        raise ValueError(f"{name} must be {kind} of positive ints, got {widths!r}")
+
+
 @dataclass
 class ModelConfig:
     """Options shared by every model; each model nests a subclass with its own defaults.
@@ -60,11 +68,8 @@ class ModelConfig:
         check_int("episode_length", self.episode_length, 0)
         check_int("max_action_magnitude", self.max_action_magnitude, 1)
         check_int("hidden", self.hidden, 1)
-        if not self.channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1
-                                    for c in self.channels):
-            raise ValueError(f"channels must be a non-empty sequence of positive ints, got {self.channels!r}")
-        if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.mlp_hidden):
-            raise ValueError(f"mlp_hidden must be a sequence of positive ints, got {self.mlp_hidden!r}")
+        check_widths("channels", self.channels)
+        check_widths("mlp_hidden", self.mlp_hidden, allow_empty=True)
         if self.mlp_activation not in MLP_ACTIVATIONS:
             raise ValueError(f"mlp_activation must be one of {MLP_ACTIVATIONS}, got {self.mlp_activation!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):

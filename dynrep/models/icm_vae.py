@@ -56,7 +56,8 @@ from torch import nn
 
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import check_int
-from dynrep.models.base import LossOutput, ModelConfig, Posterior, RepresentationModel, observations_to_float
+from dynrep.models.base import (LossOutput, ModelConfig, Posterior, RepresentationModel, check_widths,
+                                 observations_to_float)
 from dynrep.models.flows import CausalFlow
 from dynrep.models.nets import mlp
 from dynrep.models.registry import register_model
@@ -86,11 +87,6 @@ class BlockDecoders(nn.Module):
         blocks = z.split(self.block_dim, dim=-1)
         logits = torch.stack([net(block) for net, block in zip(self.nets, blocks)]).mean(0)
         return logits.view(len(z), *self.obs_shape)
-
-
-def _check_widths(name: str, widths: tuple) -> None:
-    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-        raise ValueError(f"{name} must be a non-empty sequence of positive ints, got {widths!r}")
 
 
 @register_model("icm_vae")
@@ -141,8 +137,8 @@ class ICMVAE(RepresentationModel):
                 value = getattr(self, name)
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                     raise ValueError(f"{name} must be a float >= 0, got {value!r}")
-            _check_widths("encoder_hidden", self.encoder_hidden)
-            _check_widths("decoder_hidden", self.decoder_hidden)
+            check_widths("encoder_hidden", self.encoder_hidden)
+            check_widths("decoder_hidden", self.decoder_hidden)
             if self.reconstruction_reduction not in REDUCTIONS:
                 raise ValueError(f"reconstruction_reduction must be one of {REDUCTIONS}, "
                                  f"got {self.reconstruction_reduction!r}")

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from dynrep.data.trajectory import Trajectory
-from dynrep.models.base import LossOutput, Posterior, observations_to_float
+from dynrep.models.base import LossOutput, Posterior, check_widths, observations_to_float
 from dynrep.models.beta_tcvae import gaussian_log_density
 from dynrep.models.nets import mlp
 from dynrep.models.registry import register_model
@@ -102,8 +102,7 @@ class IVAE(VAE):
             if self.episode_length < 1:
                 raise ValueError(f"episode_length must be >= 1 for ivae (each frame x^t is paired with the "
                                  f"action a^(t-1) before it), got {self.episode_length}")
-            if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.prior_hidden):
-                raise ValueError(f"prior_hidden must be a sequence of positive ints, got {self.prior_hidden!r}")
+            check_widths("prior_hidden", self.prior_hidden, allow_empty=True)
 
     def __init__(self, env, config: Config):
         aux_dim = auxiliary_dim(env)  # before building anything: fail fast without actions

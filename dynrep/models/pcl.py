@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynrep.data.trajectory import Trajectory
-from dynrep.models.base import LossOutput, ModelConfig, Posterior, RepresentationModel, observations_to_float
+from dynrep.models.base import (LossOutput, ModelConfig, Posterior, RepresentationModel, check_widths,
+                                 observations_to_float)
 from dynrep.models.nets import parallel_mlp
 from dynrep.models.registry import register_model
 
@@ -70,8 +71,7 @@ class PCL(RepresentationModel):
                                  f"frames), got {self.episode_length}")
             if self.r_func not in R_FUNCS:
                 raise ValueError(f"r_func must be one of {R_FUNCS}, got {self.r_func!r}")
-            if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.psi_hidden):
-                raise ValueError(f"psi_hidden must be a sequence of positive ints, got {self.psi_hidden!r}")
+            check_widths("psi_hidden", self.psi_hidden, allow_empty=True)
 
     def __init__(self, env, config: Config):
         super().__init__(env, config)

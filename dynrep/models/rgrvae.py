@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from dynrep.data.trajectory import Trajectory
-from dynrep.models.base import LossOutput, RepresentationModel, observations_to_float
+from dynrep.models.base import LossOutput, RepresentationModel, check_widths, observations_to_float
 from dynrep.models.forward_vae import ForwardVAE
 from dynrep.models.registry import register_model
 from dynrep.models.vae import VAE
@@ -146,10 +146,7 @@ class RGrVAE(ForwardVAE):
                 raise ValueError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
             if self.lr_policy is not None and not self.lr_policy > 0:
                 raise ValueError(f"lr_policy must be a positive float or None, got {self.lr_policy}")
-            if not self.policy_channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1
-                                               for c in self.policy_channels):
-                raise ValueError(f"policy_channels must be a non-empty sequence of positive ints, "
-                                 f"got {self.policy_channels!r}")
+            check_widths("policy_channels", self.policy_channels)
             if self.policy_loss not in POLICY_LOSSES:
                 raise ValueError(f"policy_loss must be one of {POLICY_LOSSES}, got {self.policy_loss!r}")
             if not 0 <= self.stats_momentum < 1:
