@@ -173,3 +173,32 @@ def test_errors():
         dci(x, y + 0.5, x, y)
     with pytest.raises(ValueError, match=r"train_factors must have 40 rows"):
         dci(x, y[:30], x, y)
+
+
+def test_continuous_factors_use_regressors_and_r2():
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.metrics import r2_score
+    rng = np.random.RandomState(0)
+    y = rng.uniform(-1, 1, size=(400, 2))
+    y_test = rng.uniform(-1, 1, size=(200, 2))
+    codes = np.c_[y[:, 1] + 0.05 * rng.randn(400), np.tanh(2 * y[:, 0]), rng.randn(400)]
+    codes_test = np.c_[y_test[:, 1] + 0.05 * rng.randn(200), np.tanh(2 * y_test[:, 0]), rng.randn(200)]
+    out = dci(codes, y, codes_test, y_test, continuous_factors=True, n_jobs=1)
+    importance, train_r2, test_r2 = [], [], []
+    for k in range(2):  # the reference computation, written out: one default regressor per factor
+        model = GradientBoostingRegressor(random_state=0).fit(codes, y[:, k])
+        importance.append(np.abs(model.feature_importances_))
+        train_r2.append(r2_score(y[:, k], model.predict(codes)))
+        test_r2.append(r2_score(y_test[:, k], model.predict(codes_test)))
+    importance = np.stack(importance, axis=1)
+    assert np.allclose(out["importance"], importance, atol=1e-12)
+    assert out["informativeness_train"] == pytest.approx(np.mean(train_r2), abs=1e-9)
+    assert out["informativeness_test"] == pytest.approx(np.mean(test_r2), abs=1e-9)
+    assert out["disentanglement"] == pytest.approx(disentanglement(importance), abs=1e-9)
+    assert out["disentanglement"] > 0.8 and out["informativeness_test"] > 0.9
+    fast = dci(codes, y, codes_test, y_test, continuous_factors=True, mode="fast", n_jobs=1)
+    assert abs(fast["disentanglement"] - out["disentanglement"]) < 0.1
+    with pytest.raises(ValueError, match="integer class indices|discrete"):
+        dci(codes, y, codes_test, y_test)  # real-valued factors need continuous_factors=True
+    with pytest.raises(ValueError, match="continuous_factors must be True or False"):
+        dci(codes, y, codes_test, y_test, continuous_factors="yes")

@@ -4,7 +4,9 @@ For each factor a gradient-boosted tree classifier predicts the factor from all 
 importances form the column of the importance matrix ``R [num_codes, num_factors]``. Disentanglement
 weights each code's ``1 - entropy`` of its (normalised) row by the code's share of the total importance;
 completeness does the same for the factors' columns; informativeness is the classifiers' mean accuracy.
-The classifiers of different factors are independent, so they are fitted in parallel processes.
+For continuous factors (``continuous_factors=True``, ICM-VAE's evaluation) the trees are regressors and
+informativeness is their mean R². The models of different factors are independent, so they are fitted in
+parallel processes.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import os
 import numpy as np
 import scipy.stats
 from joblib import Parallel, delayed, parallel_backend
-from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+from sklearn.ensemble import (GradientBoostingClassifier, GradientBoostingRegressor, HistGradientBoostingClassifier,
+                              HistGradientBoostingRegressor)
 from sklearn.model_selection import cross_validate
 from threadpoolctl import threadpool_limits
 
@@ -32,9 +35,11 @@ def check_n_jobs(n_jobs) -> int:
 
 
 def fit_per_factor(estimator, train_codes: np.ndarray, train_factors: np.ndarray, test_codes: np.ndarray,
-                   test_factors: np.ndarray, n_jobs: int = 1) -> tuple[list, np.ndarray, np.ndarray]:
-    """Fit a clone of ``estimator`` per factor column on all codes; ``(models, train_accuracy [K],
-    test_accuracy [K])``, accuracy = ``mean(predict(codes) == factor)`` as in disentanglement_lib.
+                   test_factors: np.ndarray, n_jobs: int = 1, scoring: str = "accuracy"
+                   ) -> tuple[list, np.ndarray, np.ndarray]:
+    """Fit a clone of ``estimator`` per factor column on all codes; ``(models, train_score [K],
+    test_score [K])``, score = accuracy ``mean(predict(codes) == factor)`` as in disentanglement_lib (or
+    another sklearn ``scoring``, e.g. ``"r2"`` for regressors).
 
     With ``n_jobs > 1`` the factors run in ``joblib`` worker processes (loky), largest class count first so the
     longest fits start first. Each job is ``sklearn.model_selection.cross_validate`` on the single split
@@ -49,7 +54,7 @@ def fit_per_factor(estimator, train_codes: np.ndarray, train_factors: np.ndarray
     factors = np.concatenate([train_factors, test_factors])
     split = [(np.arange(num_train), np.arange(num_train, len(codes)))]
     order = sorted(range(num_factors), key=lambda k: -len(np.unique(train_factors[:, k])))
-    jobs = (delayed(cross_validate)(estimator, codes, factors[:, k], cv=split, scoring="accuracy",
+    jobs = (delayed(cross_validate)(estimator, codes, factors[:, k], cv=split, scoring=scoring,
                                     return_train_score=True, return_estimator=True, error_score="raise")
             for k in order)
     # n_jobs=1 is the context's default for the estimators' own joblib calls (LogisticRegressionCV's folds):
@@ -61,8 +66,9 @@ def fit_per_factor(estimator, train_codes: np.ndarray, train_factors: np.ndarray
             np.array([r["test_score"][0] for r in results]))
 
 
-def hist_gradient_boosting_importances(model: HistGradientBoostingClassifier) -> np.ndarray:
-    """Total split gain per feature over every tree of a fitted ``HistGradientBoostingClassifier``,
+def hist_gradient_boosting_importances(model: HistGradientBoostingClassifier | HistGradientBoostingRegressor
+                                       ) -> np.ndarray:
+    """Total split gain per feature over every tree of a fitted histogram gradient-boosting model,
     normalised to sum to 1 (all zeros when no tree splits), ``[num_features]``.
 
     sklearn 1.9 has no ``feature_importances_`` on histogram boosting; the gain of every split is stored in
@@ -72,7 +78,7 @@ def hist_gradient_boosting_importances(model: HistGradientBoostingClassifier) ->
     """
     predictors = getattr(model, "_predictors", None)
     if predictors is None:
-        raise RuntimeError("this sklearn's HistGradientBoostingClassifier has no fitted _predictors; "
+        raise RuntimeError("this sklearn's histogram gradient boosting has no fitted _predictors; "
                            "dci(mode='fast') needs the split gains stored there (use mode='exact')")
     gain = np.zeros(model.n_features_in_)
     for per_class in predictors:
@@ -83,17 +89,17 @@ def hist_gradient_boosting_importances(model: HistGradientBoostingClassifier) ->
     return gain / total if total > 0 else gain
 
 
-def _estimator(mode: str, seed: int):
+def _estimator(mode: str, seed: int, continuous: bool):
     if mode == "exact":
-        return GradientBoostingClassifier(random_state=seed)
+        return (GradientBoostingRegressor if continuous else GradientBoostingClassifier)(random_state=seed)
     if mode == "fast":
-        return HistGradientBoostingClassifier(max_depth=3, max_leaf_nodes=None, min_samples_leaf=1,
-                                              early_stopping=False, random_state=seed)
+        return (HistGradientBoostingRegressor if continuous else HistGradientBoostingClassifier)(
+            max_depth=3, max_leaf_nodes=None, min_samples_leaf=1, early_stopping=False, random_state=seed)
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
 def _importances(model) -> np.ndarray:
-    if isinstance(model, HistGradientBoostingClassifier):
+    if isinstance(model, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)):
         return hist_gradient_boosting_importances(model)
     return np.abs(model.feature_importances_)
 
@@ -117,7 +123,7 @@ def completeness(importance: np.ndarray) -> float:
 
 
 def dci(train_codes, train_factors, test_codes, test_factors, *, mode: str = "exact", seed: int = 0,
-        n_jobs: int | None = None) -> dict:
+        n_jobs: int | None = None, continuous_factors: bool = False) -> dict:
     """DCI scores of disentanglement_lib (``evaluation/metrics/dci.py``; 10,000 train / 5,000 test points there).
 
     Args:
@@ -134,26 +140,33 @@ def dci(train_codes, train_factors, test_codes, test_factors, *, mode: str = "ex
         seed: ``random_state`` of every factor's classifier.
         n_jobs: worker processes fitting factors in parallel (``None``: all cores; 1: serial, in this process).
             Results are identical for every value.
+        continuous_factors: False (disentanglement_lib): classifiers on integer classes. True (real-valued
+            factors, e.g. the causal labels of Pendulum, as ICM-VAE's evaluation): the same trees as
+            regressors (``GradientBoostingRegressor()`` / ``HistGradientBoostingRegressor``), importances as
+            above, and informativeness = mean R² over factors (ICM-VAE's code prints an exact-match accuracy
+            of the regressors instead, which is ~0 for real values).
 
     Returns:
         ``disentanglement``, ``completeness``, ``informativeness_train``, ``informativeness_test`` (mean
-        accuracy over factors) as floats, ``importance`` ``[D, K]`` (column k sums to 1 unless factor k's trees
+        accuracy, or R² for continuous factors, over factors) as floats, ``importance`` ``[D, K]`` (column k sums to 1 unless factor k's trees
         never split) and ``mode``.
 
     Deviation: the reference leaves the classifier's ``random_state`` unset (numpy's global RNG, which only
     breaks ties between equally good splits); here every factor's classifier gets ``random_state=seed`` so the
     scores are reproducible and independent of the fitting order.
     """
-    estimator = _estimator(mode, seed)
+    if not isinstance(continuous_factors, (bool, np.bool_)):
+        raise ValueError(f"continuous_factors must be True or False, got {continuous_factors!r}")
+    estimator = _estimator(mode, seed, bool(continuous_factors))
     n_jobs = check_n_jobs(n_jobs)
     train_codes, train_factors, test_codes, test_factors = check_train_test(
-        train_codes, train_factors, test_codes, test_factors)
+        train_codes, train_factors, test_codes, test_factors, discrete=not continuous_factors)
     if train_codes.shape[1] < 2 or train_factors.shape[1] < 2:
         raise ValueError(f"dci needs at least 2 codes and 2 factors (entropies are in base num_codes and "
                          f"num_factors), got {train_codes.shape[1]} codes and {train_factors.shape[1]} factors")
-    models, train_accuracy, test_accuracy = fit_per_factor(estimator, train_codes, train_factors, test_codes,
-                                                           test_factors, n_jobs)
+    models, train_score, test_score = fit_per_factor(estimator, train_codes, train_factors, test_codes,
+                                                     test_factors, n_jobs, "r2" if continuous_factors else "accuracy")
     importance = np.stack([_importances(m) for m in models], axis=1)
     return {"disentanglement": disentanglement(importance), "completeness": completeness(importance),
-            "informativeness_train": float(train_accuracy.mean()), "informativeness_test": float(test_accuracy.mean()),
+            "informativeness_train": float(train_score.mean()), "informativeness_test": float(test_score.mean()),
             "importance": importance, "mode": mode}
