@@ -272,10 +272,12 @@ def test_evaluate_with_representation_metrics(trained_vae):
 
 
 def test_default_metrics_follow_the_factors():
+    from dynrep import ToyNN
     from dynrep.envs.pendulum import Pendulum
     from dynrep.metrics.compute import default_metrics
     assert default_metrics(GridWorld(size=3)) == ["mig", "dci", "sap", "factor_vae", "beta_vae", "modularity"]
-    assert default_metrics(Pendulum()) == ["mcc", "linear_score"]
+    assert default_metrics(Pendulum()) == ["mcc", "dci", "irs"]
+    assert default_metrics(ToyNN("action_sparsity_trivial", num_samples=100)) == ["mcc", "linear_score"]
 
 
 def test_generalisation_report_on_a_split():

@@ -94,3 +94,13 @@ def test_learner_intervene_on_pendulum():
     assert not torch.equal(z, learner.model.representation(obs))
     with pytest.raises(ValueError, match="no causal mechanisms"):
         RepresentationLearner(env, "vae", seed=0, device="cpu", channels=(4, 8), hidden=8).intervene(obs, {"light": 1})
+
+
+def test_pendulum_default_evaluation_is_icm_vae_s():
+    env = Pendulum(image_size=16)
+    learner = RepresentationLearner(env, "icm_vae", seed=0, device="cpu", encoder_hidden=(16,),
+                                    decoder_hidden=(8,), flow_hidden=8)
+    scores = learner.evaluate(num_train=200, num_test=100, num_episodes=2, episode_length=0)
+    assert {"mcc", "dci/disentanglement", "dci/informativeness_test", "irs"} <= set(scores)
+    assert 0 <= scores["dci/disentanglement"] <= 1 and scores["dci/informativeness_test"] <= 1  # R², not accuracy
+    assert 0 <= scores["irs"] <= 1 and 0 <= scores["mcc"] <= 1

@@ -53,7 +53,7 @@ class _Metric:
 
 METRICS: dict[str, _Metric] = {
     "mig": _Metric(mig, 1),
-    "irs": _Metric(irs, 1),
+    "irs": _Metric(irs, 1, discrete=False),  # bins continuous factors itself (num_bins)
     "unsupervised": _Metric(lambda codes, factors, **kw: unsupervised(codes, **kw), 1, discrete=False),
     "mcc": _Metric(lambda codes, factors, **kw: mcc(factors, codes, **kw), 1, discrete=False),
     "linear_score": _Metric(lambda codes, factors: linear_score(factors, codes), 1, discrete=False),
@@ -69,10 +69,13 @@ METRICS: dict[str, _Metric] = {
 
 def default_metrics(env: Environment) -> list[str]:
     """The metrics :meth:`RepresentationLearner.evaluate` computes by default on ``env``: the
-    disentanglement_lib suite for worlds whose factors are all discrete; MCC and the linear (R²) score
-    for continuous ones."""
+    disentanglement_lib suite for worlds whose factors are all discrete; for continuous ones MCC with
+    DCI and IRS on causal worlds (``env.graph``: ICM-VAE's evaluation), with the linear (R²) score
+    otherwise (the mechanism-sparsity evaluation)."""
     if env.factors.discrete:
         return ["mig", "dci", "sap", "factor_vae", "beta_vae", "modularity"]
+    if hasattr(env, "graph"):
+        return ["mcc", "dci", "irs"]
     return ["mcc", "linear_score"]
 
 
@@ -106,7 +109,8 @@ def compute(name: str, env: Environment, representation_fn: RepresentationFn, *,
         device: where observations are moved before ``representation_fn`` (default: CPU).
         options: passed to the array-level metric (e.g. ``mode="fast"`` for ``dci``,
             ``method="spearman"`` for ``mcc``); metrics with a ``seed`` (their estimators'
-            random state) get ``seed`` unless ``options`` sets it.
+            random state) get ``seed`` unless ``options`` sets it, and metrics with a
+            ``continuous_factors`` switch (``dci``, ``sap``) get True on worlds with continuous factors.
 
     Returns:
         the array-level metric's dict.
@@ -117,8 +121,11 @@ def compute(name: str, env: Environment, representation_fn: RepresentationFn, *,
     num_train = check_int("num_train", spec.num_train if num_train is None else num_train, 1)
     num_test = check_int("num_test", spec.num_test if num_test is None else num_test, 1)
     batch_size = check_int("batch_size", spec.batch_size if batch_size is None else batch_size, 1)
-    if "seed" in inspect.signature(spec.function).parameters:  # estimators share the sampling seed, as in dlib
+    parameters = inspect.signature(spec.function).parameters
+    if "seed" in parameters:  # estimators share the sampling seed, as in dlib
         options = {"seed": seed, **options}
+    if "continuous_factors" in parameters:
+        options = {"continuous_factors": not env.factors.discrete, **options}
     if spec.sets == 0:
         sampler = Sampler(env, representation_fn, seed=seed, device=device)
         return spec.function(sampler, num_train=num_train, num_eval=num_test, batch_size=batch_size, **options)
