@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -206,7 +207,11 @@ def test_dataset_size_from_environment():
     train, test = env.split("circles/interp/midpos")
     assert environment_dataset_size(train) == int(train.allowed.sum()) == 60
     assert tiny_model(test, estimator="mws").dataset_size == 4
-    assert environment_dataset_size(make_env("pendulum")) == CONTINUOUS_DATASET_SIZE
+    assert environment_dataset_size(make_env("pendulum")) == 5482  # the published training images
+    assert environment_dataset_size(make_env("toy_nn", "action_sparsity_trivial", num_samples=1000)) == 800
+    assert environment_dataset_size(make_env("flow", subset="test")) == 1620
+    unrecorded = SimpleNamespace(factors=make_env("pendulum").factors)  # continuous factors, no finite rows
+    assert environment_dataset_size(unrecorded) == CONTINUOUS_DATASET_SIZE
 
 
 def test_mss_needs_a_dataset_at_least_as_large_as_the_batch():

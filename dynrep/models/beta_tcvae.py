@@ -129,12 +129,13 @@ def kl_decomposition(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, 
 
 def environment_dataset_size(env) -> int:
     """Number of distinct states of ``env``: the allowed combinations of a split, ``factors.num_states``
-    for discrete factor worlds, :data:`CONTINUOUS_DATASET_SIZE` for worlds with continuous factors."""
+    for discrete factor worlds, the rows of recorded datasets (``env.num_rows``: toy-nn, the causal
+    worlds' published images), :data:`CONTINUOUS_DATASET_SIZE` for other worlds with continuous factors."""
     if isinstance(env, SplitEnvironment):
         return int(env.allowed.sum())
     if env.factors.discrete:
         return env.factors.num_states
-    return CONTINUOUS_DATASET_SIZE
+    return int(getattr(env, "num_rows", CONTINUOUS_DATASET_SIZE))
 
 
 @register_model("beta_tcvae")
