@@ -51,7 +51,7 @@ def test_published_defaults():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"episode_length": 0}, r"episode_length must be >= 1 for ivae .* got 0"),
+    ({"episode_length": 0}, r"episode_length must be >= 1: .* got 0"),
     ({"prior_hidden": (32, 0)}, r"prior_hidden must be a sequence of positive ints, got \(32, 0\)"),
     ({"beta": -1.0}, r"beta must be >= 0, got -1.0"),
     ({"reconstruction": "l1"}, r"reconstruction must be one of"),

@@ -65,7 +65,7 @@ def test_published_defaults_and_no_decoder(temporal_env):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"episode_length": 0}, r"episode_length must be >= 1 for pcl .* got 0"),
+    ({"episode_length": 0}, r"episode_length must be >= 1: .* got 0"),
     ({"r_func": "default"}, r"r_func must be one of \('mlp', 'abs'\), got 'default'"),
     ({"psi_hidden": (0,)}, r"psi_hidden must be a sequence of positive ints, got \(0,\)"),
 ])

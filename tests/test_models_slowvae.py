@@ -73,7 +73,7 @@ def test_published_defaults():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"episode_length": 0}, r"episode_length must be >= 1 for slowvae .* got 0"),
+    ({"episode_length": 0}, r"episode_length must be >= 1: .* got 0"),
     ({"gamma": -1.0}, r"gamma must be >= 0, got -1.0"),
     ({"rate_prior": 0.0}, r"rate_prior must be > 0, got 0.0"),
     ({"beta": -2.0}, r"beta must be >= 0, got -2.0"),

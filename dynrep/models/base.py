@@ -76,6 +76,26 @@ class ModelConfig:
             raise ValueError(f"lr must be a positive float, got {self.lr!r}")
 
 
+@dataclass
+class SequenceConfig(ModelConfig):
+    """Defaults shared by the models of the mechanism-sparsity study (specs/causal.md 1.2, 1.4): 10 latents,
+    batch 1024, windows of consecutive frames (``episode_length=1``: ``x^{t-1}, a^{t-1}, x^t``) and the
+    6x512 LeakyReLU(0.2) MLPs. Listed first among a config's bases (``class Config(SequenceConfig,
+    VAE.Config)``) so that these defaults win."""
+
+    latent_dim: int = 10
+    batch_size: int = 1024
+    episode_length: int = 1
+    mlp_hidden: tuple[int, ...] = (512,) * 6
+    mlp_activation: str = "leaky_relu"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.episode_length < 1:
+            raise ValueError(f"episode_length must be >= 1: the model trains on windows of consecutive frames "
+                             f"(x^(t-1), a^(t-1), x^t), got {self.episode_length!r}")
+
+
 def require_discrete_actions(env, model: str) -> None:
     """ValueError unless ``env`` has at least one discrete action (models that learn one map per action)."""
     if not env.actions.discrete or env.actions.n == 0:

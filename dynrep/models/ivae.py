@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from dynrep.data.trajectory import Trajectory
-from dynrep.models.base import LossOutput, Posterior, check_widths, observations_to_float
+from dynrep.models.base import LossOutput, Posterior, SequenceConfig, check_widths, observations_to_float
 from dynrep.models.beta_tcvae import gaussian_log_density
 from dynrep.models.nets import mlp
 from dynrep.models.registry import register_model
@@ -84,13 +84,8 @@ class IVAE(VAE):
     """
 
     @dataclass
-    class Config(VAE.Config):
-        latent_dim: int = 10
-        batch_size: int = 1024
-        episode_length: int = 1
+    class Config(SequenceConfig, VAE.Config):
         lr: float = 1e-4
-        mlp_hidden: tuple[int, ...] = (512,) * 6
-        mlp_activation: str = "leaky_relu"
         beta: float = 1.0
         reconstruction: str = "normal"
         decoder_logvar_init: float = -10.0
@@ -99,9 +94,6 @@ class IVAE(VAE):
 
         def __post_init__(self):
             super().__post_init__()
-            if self.episode_length < 1:
-                raise ValueError(f"episode_length must be >= 1 for ivae (each frame x^t is paired with the "
-                                 f"action a^(t-1) before it), got {self.episode_length}")
             check_widths("prior_hidden", self.prior_hidden, allow_empty=True)
 
     def __init__(self, env, config: Config):

@@ -50,7 +50,7 @@ from torch import nn
 
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import check_int
-from dynrep.models.base import LossOutput, Posterior, observations_to_float
+from dynrep.models.base import LossOutput, Posterior, SequenceConfig, observations_to_float
 from dynrep.models.masks import GumbelSigmoidMask
 from dynrep.models.nets import LEAKY_SLOPE, ParallelLinear
 from dynrep.models.registry import register_model
@@ -148,7 +148,7 @@ class MechanismSparsityVAE(VAE):
     """
 
     @dataclass
-    class Config(VAE.Config):
+    class Config(SequenceConfig, VAE.Config):
         """Published (CLeaR) defaults; reference flags in brackets.
 
         Attributes:
@@ -170,12 +170,7 @@ class MechanismSparsityVAE(VAE):
                 1e-4) [--var_p_mode].
         """
 
-        latent_dim: int = 10
-        batch_size: int = 1024
-        episode_length: int = 1
         lr: float = 5e-4
-        mlp_hidden: tuple[int, ...] = (512,) * 6
-        mlp_activation: str = "leaky_relu"
         beta: float = 1.0
         reconstruction: str = "normal"
         decoder_logvar_init: float = 0.0

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynrep.data.trajectory import Trajectory
-from dynrep.models.base import (LossOutput, ModelConfig, Posterior, RepresentationModel, check_widths,
+from dynrep.models.base import (LossOutput, Posterior, RepresentationModel, SequenceConfig, check_widths,
                                  observations_to_float)
 from dynrep.models.nets import parallel_mlp
 from dynrep.models.registry import register_model
@@ -54,21 +54,13 @@ class PCL(RepresentationModel):
     has_decoder = False
 
     @dataclass
-    class Config(ModelConfig):
-        latent_dim: int = 10
-        batch_size: int = 1024
-        episode_length: int = 1
+    class Config(SequenceConfig):
         lr: float = 1e-4
-        mlp_hidden: tuple[int, ...] = (512,) * 6
-        mlp_activation: str = "leaky_relu"
         r_func: str = "mlp"
         psi_hidden: tuple[int, ...] = (512,) * 5
 
         def __post_init__(self):
             super().__post_init__()
-            if self.episode_length < 1:
-                raise ValueError(f"episode_length must be >= 1 for pcl (it contrasts pairs of consecutive "
-                                 f"frames), got {self.episode_length}")
             if self.r_func not in R_FUNCS:
                 raise ValueError(f"r_func must be one of {R_FUNCS}, got {self.r_func!r}")
             check_widths("psi_hidden", self.psi_hidden, allow_empty=True)

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 
 from dynrep.data.trajectory import Trajectory
-from dynrep.models.base import LossOutput
+from dynrep.models.base import LossOutput, SequenceConfig
 from dynrep.models.registry import register_model
 from dynrep.models.vae import VAE, gaussian_kl
 
@@ -80,13 +80,8 @@ class SlowVAE(VAE):
     """
 
     @dataclass
-    class Config(VAE.Config):
-        latent_dim: int = 10
-        batch_size: int = 1024
-        episode_length: int = 1
+    class Config(SequenceConfig, VAE.Config):
         lr: float = 1e-4
-        mlp_hidden: tuple[int, ...] = (512,) * 6
-        mlp_activation: str = "leaky_relu"
         beta: float = 1.0
         gamma: float = 10.0
         rate_prior: float = 6.0
@@ -96,9 +91,6 @@ class SlowVAE(VAE):
 
         def __post_init__(self):
             super().__post_init__()
-            if self.episode_length < 1:
-                raise ValueError(f"episode_length must be >= 1 for slowvae (it trains on pairs of consecutive "
-                                 f"frames), got {self.episode_length}")
             if not self.gamma >= 0:
                 raise ValueError(f"gamma must be >= 0, got {self.gamma!r}")
             if not self.rate_prior > 0:
