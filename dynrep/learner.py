@@ -206,9 +206,9 @@ class RepresentationLearner:
         """Scores as a flat ``dict[str, float]``.
 
         Model scores: ``reconstruction_error``, the mean BCE of ``decode(encode(x))`` over
-        ``num_episodes x (episode_length + 1)`` frames (``reconstruction_mse``, the mean squared error,
-        for real-valued vector observations; nothing for encoder-only models). Models with dynamics add, for each ``k`` of
-        ``prediction_steps`` (default: those of 1, 5, 10 within ``episode_length``),
+        ``num_episodes x (episode_length + 1)`` frames (``reconstruction_mse``, the mean squared
+        error, for real-valued vector observations; nothing for encoder-only models). Models with
+        dynamics add, for each ``k`` of ``prediction_steps`` (default: those of 1, 5, 10 within ``episode_length``),
         ``prediction_error/<k>``, the BCE of the open-loop prediction ``k`` steps after the
         encoded first frame, ``latent_prediction_error/<k>``, the mean squared distance between the
         latent predicted ``k`` steps ahead and the encoding of the true frame, and model-specific
@@ -270,8 +270,8 @@ class RepresentationLearner:
                              num_train=num_train, num_test=num_test, device=self.device,
                              **(options or {}).get(name, {}))
             scores.update(flatten_scores(name, result))
-            if name == "mcc":
-                scores.update(self._graph_scores(result["permutation"]))
+            if name == "mcc" and (options or {}).get("mcc", {}).get("alignment", "none") == "none":
+                scores.update(self._graph_scores(result["permutation"]))  # needs the permutation matching
         return scores
 
     def _graph_scores(self, permutation: np.ndarray) -> dict[str, float]:
@@ -286,11 +286,15 @@ class RepresentationLearner:
         """``{"graph_z" | "graph_a": (true, learned)}`` for every learned graph of the model that the
         environment also has, the learned one re-indexed into the true factors' order by the MCC
         ``permutation`` (``[K]`` code per true factor; see :func:`dynrep.metrics.graphs.permute_graph`)."""
-        if not hasattr(self.model, "learned_graphs"):
-            return {}
         return {key: (np.asarray(getattr(self.env, key)),
                       permute_graph(learned, permutation, permute_columns=key == "graph_z"))
-                for key, learned in self.model.learned_graphs().items() if hasattr(self.env, key)}
+                for key, learned in self._learned_graphs().items()}
+
+    def _learned_graphs(self) -> dict[str, np.ndarray]:
+        """The model's learned graphs (``learned_graphs()``) that the environment has a true version of."""
+        if not hasattr(self.model, "learned_graphs"):
+            return {}
+        return {key: graph for key, graph in self.model.learned_graphs().items() if hasattr(self.env, key)}
 
     @torch.no_grad()
     def generalisation_report(self, test_env: Environment, *, num_train: int = 10_000, num_test: int = 5_000,
@@ -360,13 +364,12 @@ class RepresentationLearner:
         """PNG of the true and the learned causal graphs side by side (each learned one re-indexed by the MCC
         matching on the held-out subset, edges where σ(α) > 0.5) and the MCC correlation matrix; for models
         with learned graphs (``mechanism_sparsity``) on worlds with true ones (toy-nn)."""
-        result = compute("mcc", held_out_env(self.env), self.model.representation,
-                         seed=self.seed if seed is None else seed, num_train=num_samples, device=self.device)
-        pairs = self.aligned_graphs(result["permutation"])
-        if not pairs:
+        if not self._learned_graphs():
             raise ValueError(f"model {self.model.model_name!r} on {type(self.env).__name__} has no learned graph "
                              "with a true counterpart (needs learned_graphs() and env.graph_z / env.graph_a)")
-        return plots.plot_graphs(pairs, result["correlation"], path)
+        result = compute("mcc", held_out_env(self.env), self.model.representation,
+                         seed=self.seed if seed is None else seed, num_train=num_samples, device=self.device)
+        return plots.plot_graphs(self.aligned_graphs(result["permutation"]), result["correlation"], path)
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -104,3 +104,12 @@ def test_pendulum_default_evaluation_is_icm_vae_s():
     assert {"mcc", "dci/disentanglement", "dci/informativeness_test", "irs"} <= set(scores)
     assert 0 <= scores["dci/disentanglement"] <= 1 and scores["dci/informativeness_test"] <= 1  # R², not accuracy
     assert 0 <= scores["irs"] <= 1 and 0 <= scores["mcc"] <= 1
+
+
+def test_no_graph_scores_without_the_permutation_matching():
+    env = ToyNN("action_sparsity_non_trivial", num_samples=300)
+    learner = RepresentationLearner(env, "mechanism_sparsity", seed=0, device="cpu", **TINY,
+                                    **EXTRA["mechanism_sparsity"])
+    scores = learner.evaluate(["mcc"], num_train=200, num_episodes=2, episode_length=1,
+                              options={"mcc": {"alignment": "affine"}})
+    assert "mcc" in scores and not any(k.startswith("graph_") for k in scores)
