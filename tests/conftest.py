@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dynrep import GridWorld, RepresentationLearner
+from dynrep import GridWorld, RepresentationLearner, build_model
 
 #: Small conv/MLP widths that still exercise every layer type. Two conv layers (16 -> 8 -> 4) rather
 #: than four down to 1x1: with four 4-channel layers the decoder's ReLUs are often all dead at
@@ -69,3 +69,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def seeded_model(name: str, env, seed: int = 0, **config):
+    """``build_model(name, env, **config)`` with weights seeded by ``seed``, leaving the global torch RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(name, env, **config)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_NET
+from conftest import TINY_NET, seeded_model
 from dynrep import GridWorld, build_model, list_models
 from dynrep.models import ModelConfig, register_model
 from dynrep.models.base import observations_to_float
@@ -160,9 +160,7 @@ def test_gaussian_kl_values():
 
 
 def vae(env, **overrides):
-    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the global RNG
-        torch.manual_seed(0)
-        return build_model("vae", env, latent_dim=3, **{**TINY_NET, **overrides})
+    return seeded_model("vae", env, latent_dim=3, **{**TINY_NET, **overrides})
 
 
 @pytest.mark.parametrize("reconstruction", ["bernoulli", "gaussian"])

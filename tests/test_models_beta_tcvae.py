@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import norm
 
+from conftest import seeded_model
 from dynrep import RepresentationLearner, build_model, make_env
 from dynrep.envs.circles import Circles
 from dynrep.models.beta_tcvae import (
@@ -26,9 +27,7 @@ def tiny_env() -> Circles:
 
 
 def tiny_model(env=None, **overrides) -> BetaTCVAE:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_model("beta_tcvae", env or tiny_env(), **{**TINY, **overrides})
+    return seeded_model("beta_tcvae", env or tiny_env(), **{**TINY, **overrides})
 
 
 def random_posteriors(batch: int, dims: int, seed: int = 0):

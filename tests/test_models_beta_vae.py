@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import seeded_model
 from dynrep import RepresentationLearner, build_model, make_env
 from dynrep.envs.circles import Circles
 from dynrep.models.beta_vae import BetaVAE, beta_schedule_weight, capacity_schedule
@@ -18,9 +19,7 @@ def tiny_env() -> Circles:
 
 
 def tiny_model(env=None, **overrides) -> BetaVAE:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_model("beta_vae", env or tiny_env(), **{**TINY, **overrides})
+    return seeded_model("beta_vae", env or tiny_env(), **{**TINY, **overrides})
 
 
 # -- schedules -------------------------------------------------------------------------------

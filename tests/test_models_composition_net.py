@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import seeded_model
 from dynrep import RepresentationLearner, build_model, make_env
 from dynrep.envs.circles import Circles, Simple
 from dynrep.envs.splits import SplitEnvironment
@@ -20,9 +21,7 @@ def tiny_env() -> Circles:
 
 
 def tiny_model(env=None, **overrides) -> CompositionNet:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_model("composition_net", env or tiny_env(), **{**TINY, **overrides})
+    return seeded_model("composition_net", env or tiny_env(), **{**TINY, **overrides})
 
 
 def is_valid(env, codes: np.ndarray) -> np.ndarray:

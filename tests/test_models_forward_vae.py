@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from dynrep import RepresentationLearner, build_model, make_env
+from conftest import seeded_model
+from dynrep import RepresentationLearner, make_env
 from dynrep.envs.flatland import Flatland
 from dynrep.models.forward_vae import ForwardVAE, block_rotations
 from dynrep.models.rotation import givens_product, plane_indices
@@ -20,9 +21,7 @@ def tiny_env() -> Flatland:
 
 
 def fvae(env, **overrides) -> ForwardVAE:
-    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the global RNG
-        torch.manual_seed(0)
-        return build_model("forward_vae", env, **{**TINY, **overrides})
+    return seeded_model("forward_vae", env, **{**TINY, **overrides})
 
 
 # -- the action representation ---------------------------------------------------------------------

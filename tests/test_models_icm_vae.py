@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import dynrep.models.icm_vae  # noqa: F401  (registers "icm_vae")
-from dynrep import RepresentationLearner, build_model
+from conftest import seeded_model
+from dynrep import RepresentationLearner
 from dynrep.envs.circles import Circles
 from dynrep.envs.flow import Flow
 from dynrep.envs.pendulum import Pendulum
@@ -25,9 +26,7 @@ def env() -> Pendulum:
 
 
 def tiny_model(env, **overrides) -> ICMVAE:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_model("icm_vae", env, **{**TINY, **overrides})
+    return seeded_model("icm_vae", env, **{**TINY, **overrides})
 
 
 def blocks(z: torch.Tensor) -> torch.Tensor:

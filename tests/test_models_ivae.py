@@ -9,6 +9,7 @@ import torch
 from torch.distributions import Normal
 
 import dynrep.models.ivae  # noqa: F401  (registers "ivae")
+from conftest import seeded_model
 from dynrep import GridWorld, RepresentationLearner, build_model
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.toy_nn import ToyNN
@@ -23,9 +24,7 @@ def action_env() -> ToyNN:
 
 
 def tiny_model(env, **overrides) -> IVAE:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_model("ivae", env, **{**TINY, **overrides})
+    return seeded_model("ivae", env, **{**TINY, **overrides})
 
 
 def hand_terms(model: IVAE, batch: Trajectory, seed: int):

@@ -9,6 +9,7 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from conftest import seeded_model
 from dynrep import RepresentationLearner, build_model, make_env
 from dynrep.envs.circles import Circles
 from dynrep.models.liegroup_vae import (LieGroupVAE, commutator_penalty, exponential_map, group_reconstruction_loss,
@@ -22,9 +23,7 @@ def tiny_env() -> Circles:
 
 
 def tiny_model(env=None, **overrides) -> LieGroupVAE:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_model("liegroup_vae", env or tiny_env(), **{**TINY, **overrides})
+    return seeded_model("liegroup_vae", env or tiny_env(), **{**TINY, **overrides})
 
 
 def E(i: int, j: int, size: int = 2) -> torch.Tensor:

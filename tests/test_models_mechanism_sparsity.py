@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 import dynrep.models.mechanism_sparsity  # noqa: F401  (registers "mechanism_sparsity")
-from dynrep import RepresentationLearner, build_model
+from conftest import seeded_model
+from dynrep import RepresentationLearner
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.gridworld import GridWorld
 from dynrep.envs.toy_nn import ToyNN
@@ -29,9 +30,7 @@ def temporal_env() -> ToyNN:
 
 
 def model(env, **overrides) -> MechanismSparsityVAE:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_model("mechanism_sparsity", env, **{**TINY, **overrides})
+    return seeded_model("mechanism_sparsity", env, **{**TINY, **overrides})
 
 
 def batch_of(env, n: int = 6) -> Trajectory:

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import dynrep.models.pcl  # noqa: F401  (registers "pcl")
-from dynrep import RepresentationLearner, build_model
+from conftest import seeded_model
+from dynrep import RepresentationLearner
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.toy_nn import ToyNN
 from dynrep.models.base import Posterior
@@ -24,9 +25,7 @@ def temporal_env() -> ToyNN:
 
 
 def tiny_model(env, **overrides) -> PCL:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_model("pcl", env, **{**TINY, **overrides})
+    return seeded_model("pcl", env, **{**TINY, **overrides})
 
 
 def hand_abs_model(env) -> PCL:

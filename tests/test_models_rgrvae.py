@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from dynrep import RepresentationLearner, build_model, make_env
+from conftest import seeded_model
+from dynrep import RepresentationLearner, make_env
 from dynrep.envs.flatland import Flatland
 from dynrep.models.base import observations_to_float
 from dynrep.models.rgrvae import RGrVAE, categorical_entropy, reinforce_loss, sample_actions
@@ -21,9 +22,7 @@ def tiny_env() -> Flatland:
 
 
 def rgr(env, **overrides) -> RGrVAE:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_model("rgrvae", env, **{**TINY, **overrides})
+    return seeded_model("rgrvae", env, **{**TINY, **overrides})
 
 
 # -- group actions ---------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from scipy.stats import norm
 from torch.distributions import Laplace, Normal
 
 import dynrep.models.slowvae  # noqa: F401  (registers "slowvae")
-from dynrep import RepresentationLearner, build_model
+from conftest import seeded_model
+from dynrep import RepresentationLearner
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.toy_nn import ToyNN
 from dynrep.models.slowvae import DECODER_LOGVAR_INIT, SlowVAE, laplace_cross_entropy
@@ -24,9 +25,7 @@ def temporal_env() -> ToyNN:
 
 
 def tiny_model(env, **overrides) -> SlowVAE:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_model("slowvae", env, **{**TINY, **overrides})
+    return seeded_model("slowvae", env, **{**TINY, **overrides})
 
 
 # -- the closed form ----------------------------------------------------------------------------

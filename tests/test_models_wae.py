@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import seeded_model
 from dynrep import RepresentationLearner, build_model
 from dynrep.envs.circles import Circles
 from dynrep.models.wae import DEFAULT_KERNEL_SCALES, WAE, imq_kernel, mmd_unbiased
@@ -19,9 +20,7 @@ def tiny_env() -> Circles:
 
 
 def wae(env, **overrides) -> WAE:
-    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the global RNG
-        torch.manual_seed(0)
-        return build_model("wae", env, **{**TINY, **overrides})
+    return seeded_model("wae", env, **{**TINY, **overrides})
 
 
 # -- kernel and MMD against brute force ----------------------------------------------------------

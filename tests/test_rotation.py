@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from conftest import TINY_NET
-from dynrep import GridWorld, build_model
+from conftest import TINY_NET, seeded_model
+from dynrep import GridWorld
 from dynrep.models.rotation import entanglement, givens_product, plane_indices
 
 
@@ -30,9 +30,7 @@ def reference_product(angles: torch.Tensor, n: int) -> torch.Tensor:
 
 def rotation_model(env=None, **overrides):
     env = GridWorld(size=3, image_size=16) if env is None else env
-    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the global RNG
-        torch.manual_seed(0)
-        return build_model("rotation", env, **{"latent_dim": 4, **TINY_NET, **overrides})
+    return seeded_model("rotation", env, **{"latent_dim": 4, **TINY_NET, **overrides})
 
 
 # -- Givens products -------------------------------------------------------------------------
