@@ -223,7 +223,8 @@ class RepresentationLearner:
         them. Each float a metric returns is reported as ``<metric>/<key>`` (``mig`` as ``mig``).
         ``num_train`` / ``num_test`` override every metric's sample sizes (reference defaults
         10,000 / 5,000; smaller is faster and noisier); ``options[name]`` is passed to that metric
-        (e.g. ``options={"dci": {"mode": "fast"}}``). The metrics sample ``metric_env``, by default
+        (e.g. ``options={"dci": {"mode": "fast"}}``; ``options={"mig": {"estimator": "chen"}}`` gives Chen et al.'s
+        MIG, estimated from the encoder's Gaussians q(z|x), for models with a stochastic encoder). The metrics sample ``metric_env``, by default
         :func:`held_out_env` of the learner's environment (the test subset of worlds that have one:
         toy-nn, Pendulum, Flow; the environment itself otherwise).
 
@@ -268,11 +269,19 @@ class RepresentationLearner:
         for name in names:
             result = compute(name, metric_env, self.model.representation, seed=self.seed if seed is None else seed,
                              num_train=num_train, num_test=num_test, device=self.device,
-                             **(options or {}).get(name, {}))
+                             posterior_fn=self._posterior, **(options or {}).get(name, {}))
             scores.update(flatten_scores(name, result))
             if name == "mcc" and (options or {}).get("mcc", {}).get("alignment", "none") == "none":
                 scores.update(self._graph_scores(result["permutation"]))  # needs the permutation matching
         return scores
+
+    def _posterior(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, logvar)`` ``[B, latent_dim]`` each of the model's Gaussian encoder (for Chen's MIG)."""
+        posterior = self.model.encode(obs)
+        if posterior.logvar is None:
+            raise ValueError(f"model {self.model.model_name!r} has a deterministic encoder (no log-variance): "
+                             "mig with estimator='chen' needs a Gaussian q(z|x); use estimator='histogram'")
+        return posterior.mean, posterior.logvar
 
     def _graph_scores(self, permutation: np.ndarray) -> dict[str, float]:
         """SHD, precision and recall of the model's learned graphs against the environment's true ones."""

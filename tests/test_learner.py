@@ -271,6 +271,21 @@ def test_evaluate_with_representation_metrics(trained_vae):
         trained_vae.evaluate(["migg"], num_train=50)
 
 
+def test_evaluate_chen_mig_uses_the_encoder_posterior(trained_vae, trained_rotation):
+    chen = trained_vae.evaluate(["mig"], num_train=300, num_episodes=2, options={"mig": {"estimator": "chen"}})
+
+    def posterior(o):
+        p = trained_vae.model.encode(o)
+        return p.mean, p.logvar
+
+    with torch.no_grad():
+        direct = metrics.compute("mig", trained_vae.env, trained_vae.model.representation, seed=trained_vae.seed,
+                                 num_train=300, posterior_fn=posterior, estimator="chen")
+    assert 0 <= chen["mig"] <= 1 and chen["mig"] == pytest.approx(direct["mig"])
+    with pytest.raises(ValueError, match="model 'rotation' has a deterministic encoder"):
+        trained_rotation.evaluate(["mig"], num_train=50, num_episodes=2, options={"mig": {"estimator": "chen"}})
+
+
 def test_default_metrics_follow_the_factors():
     from dynrep import ToyNN
     from dynrep.envs.pendulum import Pendulum

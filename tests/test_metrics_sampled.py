@@ -162,3 +162,23 @@ def test_true_independence_through_compute():
     from dynrep.envs.toy_nn import ToyNN
     with pytest.raises(ValueError, match="ToyNN has no discrete actions"):
         compute("true_independence", ToyNN("temporal_sparsity_trivial", num_samples=100), identity, num_train=10)
+
+
+def test_chen_mig_through_compute_reads_the_posterior():
+    from dynrep.metrics import compute
+    from dynrep.metrics.mig import mig
+    env = FactorVectors()
+
+    def posterior(obs):  # a sharp Gaussian around each factor, plus one uninformative prior-like code
+        obs = torch.as_tensor(obs)
+        means = torch.cat([obs, torch.zeros(len(obs), 1)], dim=1)
+        return means, torch.cat([torch.full_like(obs, -6.0), torch.zeros(len(obs), 1)], dim=1)
+
+    result = compute("mig", env, identity, posterior_fn=posterior, estimator="chen", num_train=400, seed=2)
+    codes, factors = Sampler(env, identity, seed=2).sample(400)
+    means, log_vars = (t.numpy() for t in posterior(codes))
+    expected = mig(means, factors, estimator="chen", log_vars=log_vars, seed=2)
+    assert result["estimator"] == "chen" and result["mig"] == pytest.approx(expected["mig"])
+    assert result["mig"] > 0.9 and result["mutual_info"][3].max() < 0.01  # the prior-like code carries no MI
+    with pytest.raises(ValueError, match="mig with estimator='chen' reads the encoder's Gaussians"):
+        compute("mig", env, identity, estimator="chen", num_train=50)

@@ -27,6 +27,9 @@ from dynrep.metrics.sampling import RepresentationFn, Sampler
 from dynrep.metrics.sap import sap
 from dynrep.metrics.unsupervised import unsupervised
 
+#: Observations ``[B, *obs_shape]`` -> ``(means [B, D], log_variances [B, D])`` of q(z|x).
+PosteriorFn = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
+
 #: Observations per call of the representation function for the sample-then-score metrics
 #: (the reference encodes 16 at a time; in evaluation mode the codes do not depend on it).
 ENCODE_BATCH = 256
@@ -93,7 +96,8 @@ def list_metrics() -> list[str]:
 
 def compute(name: str, env: Environment, representation_fn: RepresentationFn, *, seed: int = 0,
             num_train: int | None = None, num_test: int | None = None, batch_size: int | None = None,
-            device: torch.device | str | None = None, **options: Any) -> dict:
+            device: torch.device | str | None = None, posterior_fn: PosteriorFn | None = None,
+            **options: Any) -> dict:
     """Score ``representation_fn`` on observations of ``env`` with metric ``name``.
 
     Args:
@@ -107,6 +111,9 @@ def compute(name: str, env: Environment, representation_fn: RepresentationFn, *,
         batch_size: for ``factor_vae`` / ``beta_vae`` the reference's group size (64); otherwise
             observations per encoder call.
         device: where observations are moved before ``representation_fn`` (default: CPU).
+        posterior_fn: observations ``[B, *obs_shape]`` -> ``(means [B, D], log_variances [B, D])`` of the
+            encoder's Gaussians q(z|x); read instead of ``representation_fn`` by ``mig`` with
+            ``estimator="chen"`` (Chen et al.'s MIG, which estimates the MI from q(z|x)), required there.
         options: passed to the array-level metric (e.g. ``mode="fast"`` for ``dci``,
             ``method="spearman"`` for ``mcc``); metrics with a ``seed`` (their estimators'
             random state) get ``seed`` unless ``options`` sets it, and metrics with a
@@ -129,6 +136,16 @@ def compute(name: str, env: Environment, representation_fn: RepresentationFn, *,
     if spec.sets == 0:
         sampler = Sampler(env, representation_fn, seed=seed, device=device)
         return spec.function(sampler, num_train=num_train, num_eval=num_test, batch_size=batch_size, **options)
+    if name == "mig" and options.get("estimator") == "chen":
+        if posterior_fn is None:
+            raise ValueError("mig with estimator='chen' reads the encoder's Gaussians q(z|x): pass posterior_fn "
+                             "(observations -> (means, log_variances)); representation_fn gives codes only")
+        sampler = Sampler(env, lambda obs: torch.cat(posterior_fn(obs), dim=-1), seed=seed, batch_size=batch_size,
+                          device=device)
+        sampler.require_discrete(name)
+        params, factors = sampler.sample(num_train)
+        means, log_vars = np.split(params, 2, axis=1)
+        return mig(means, factors, log_vars=log_vars, **options)
     sampler = Sampler(env, representation_fn, seed=seed, batch_size=batch_size, device=device)
     if spec.discrete and not options.get("continuous_factors", False):
         sampler.require_discrete(name)
