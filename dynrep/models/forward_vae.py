@@ -159,18 +159,27 @@ class ForwardVAE(VAE):
     traverse = RotationModel.traverse
 
     def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
-        c = self.config
-        target, post, z, reconstruction, kl = self.elbo_terms(batch, generator)
-        terms = {"reconstruction": reconstruction, "kl": kl}
-        total = reconstruction + c.beta * kl
-        b, frames = batch.obs.shape[:2]
-        if frames > 1:
-            z_now = z.view(b, frames, -1)[:, :-1].flatten(0, 1)
+        total, terms, target, z_now, mean_next = self.elbo_and_pairs(batch, generator)
+        if z_now is not None:
             magnitudes = None if batch.magnitudes is None else batch.magnitudes.flatten()
             z_next = self.transition(z_now, batch.actions.flatten(), magnitudes)
-            mean_next = post.mean.view(b, frames, -1)[:, 1:].flatten(0, 1)
-            total = total + c.gamma * self.forward_terms(z_next, mean_next, target, b, terms)
+            total = total + self.config.gamma * self.forward_terms(z_next, mean_next, target, len(batch.obs), terms)
         return LossOutput(total, terms)
+
+    def elbo_and_pairs(self, batch: Trajectory, generator: torch.Generator | None = None
+                       ) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The ELBO on every frame and the consecutive-frame pairs the forward loss compares:
+        ``(reconstruction + β·KL, terms, target [B*T, *obs], z_now, mean_next)`` where ``z_now`` are the
+        posterior samples of frames ``0..T-2`` and ``mean_next`` the posterior means of frames ``1..T-1``
+        (``[B*(T-1), n]`` each; both None for single frames)."""
+        target, post, z, reconstruction, kl = self.elbo_terms(batch, generator)
+        terms = {"reconstruction": reconstruction, "kl": kl}
+        total = reconstruction + self.config.beta * kl
+        b, frames = batch.obs.shape[:2]
+        if frames < 2:
+            return total, terms, target, None, None
+        return (total, terms, target, z.view(b, frames, -1)[:, :-1].flatten(0, 1),
+                post.mean.view(b, frames, -1)[:, 1:].flatten(0, 1))
 
     def forward_terms(self, z_next: torch.Tensor, mean_next: torch.Tensor, target: torch.Tensor,
                       batch_size: int, terms: dict) -> torch.Tensor:

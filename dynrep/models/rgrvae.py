@@ -188,13 +188,8 @@ class RGrVAE(ForwardVAE):
 
     def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
         c = self.config
-        target, post, z, reconstruction, kl = self.elbo_terms(batch, generator)
-        terms = {"reconstruction": reconstruction, "kl": kl}
-        total = reconstruction + c.beta * kl
-        b, frames = batch.obs.shape[:2]
-        if frames > 1:
-            z_now = z.view(b, frames, -1)[:, :-1].flatten(0, 1)
-            mean_next = post.mean.view(b, frames, -1)[:, 1:].flatten(0, 1)
+        total, terms, target, z_now, mean_next = self.elbo_and_pairs(batch, generator)
+        if z_now is not None:
             probs = self.policy_probs(batch.obs[:, :-1].flatten(0, 1), batch.obs[:, 1:].flatten(0, 1))
             actions = sample_actions(probs, generator)
             z_next = self.apply_actions(z_now, actions)
@@ -206,7 +201,7 @@ class RGrVAE(ForwardVAE):
             entropy = categorical_entropy(probs).mean()
             terms["policy_entropy"] = entropy
             terms["reward"] = reward.mean()
-            forward = self.forward_terms(z_next, mean_next, target, b, terms)
+            forward = self.forward_terms(z_next, mean_next, target, len(batch.obs), terms)
             total = total + c.gamma * forward + terms["policy"] - c.entropy_weight * entropy
             if self.training:
                 with torch.no_grad():
