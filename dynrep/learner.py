@@ -223,10 +223,11 @@ class RepresentationLearner:
         them. Each float a metric returns is reported as ``<metric>/<key>`` (``mig`` as ``mig``).
         ``num_train`` / ``num_test`` override every metric's sample sizes (reference defaults
         10,000 / 5,000; smaller is faster and noisier); ``options[name]`` is passed to that metric
-        (e.g. ``options={"dci": {"mode": "fast"}}``; ``options={"mig": {"estimator": "chen"}}`` gives Chen et al.'s
-        MIG, estimated from the encoder's Gaussians q(z|x), for models with a stochastic encoder). The metrics sample ``metric_env``, by default
-        :func:`held_out_env` of the learner's environment (the test subset of worlds that have one:
-        toy-nn, Pendulum, Flow; the environment itself otherwise).
+        (e.g. ``options={"dci": {"mode": "fast"}}``; ``options={"mig": {"estimator": "chen"}}`` gives
+        Chen et al.'s MIG, estimated from the encoder's Gaussians q(z|x), for models with a stochastic
+        encoder). The metrics sample ``metric_env``, by default :func:`held_out_env` of the learner's
+        environment (the test subset of worlds that have one: toy-nn, Pendulum, Flow; the environment
+        itself otherwise).
 
         Models with learned causal graphs (``learned_graphs()``, e.g. mechanism sparsity) on worlds with
         true ones (``graph_z`` / ``graph_a``) add, once MCC has matched codes to factors,
