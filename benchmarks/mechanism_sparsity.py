@@ -57,6 +57,7 @@ Budgets (printed at the top of the output):
 
     python benchmarks/mechanism_sparsity.py                        # reduced budget, ~47 min on 2 free cores
     python benchmarks/mechanism_sparsity.py --only action_sparsity_non_trivial --seeds 0
+    python benchmarks/mechanism_sparsity.py --only action_sparsity_non_trivial --rows sparsity frozen --steps 6000
     python benchmarks/mechanism_sparsity.py --steps 20             # smoke test (~2.5 minutes)
     python benchmarks/mechanism_sparsity.py --paper --time-limit 10800
 """
@@ -199,9 +200,9 @@ def summarise(label: str, runs: list[dict[str, float]], seconds: list[float]) ->
 
 
 def run_dataset(dataset: str, budget: dict, seeds: list[int], reg_a: float, reg_z: float,
-                fixed_decoder_var: bool, pool: ProcessPoolExecutor | None) -> None:
-    """Train and evaluate every row of ``dataset`` for every seed (on ``pool`` if given); print the rows in
-    order as they finish."""
+                fixed_decoder_var: bool, pool: ProcessPoolExecutor | None, rows: list[str] | None = None) -> None:
+    """Train and evaluate every row of ``dataset`` (those whose label starts with one of ``rows``, if given)
+    for every seed (on ``pool`` if given); print the rows in order as they finish."""
     start = time.perf_counter()
     env = toy_env(dataset, "train", budget["num_samples"])
     num_eval = min(len(held_out_env(env).latents), MAX_EVAL)
@@ -210,10 +211,15 @@ def run_dataset(dataset: str, budget: dict, seeds: list[int], reg_a: float, reg_
           f"edges; data {time.perf_counter() - start:.1f} s; MCC/R² on {num_eval} test points)")
     print(f"{'model':24s} {'MCC':>15s} {'linear R2':>15s} {'SHD':>13s} {'edges':>7s} {'steps':>7s} {'s/run':>7s}",
           flush=True)
-    rows = model_rows(dataset, budget, reg_a, reg_z, fixed_decoder_var)
-    specs = [(label, ("learner", dataset, name, config)) for label, name, config in rows]
+    models = model_rows(dataset, budget, reg_a, reg_z, fixed_decoder_var)
+    specs = [(label, ("learner", dataset, name, config)) for label, name, config in models]
     specs.append(("supervised", ("supervised", dataset, None, None)))
-    specs.append(("untrained encoder", ("learner", dataset, "mechanism_sparsity", rows[0][2])))
+    specs.append(("untrained encoder", ("learner", dataset, "mechanism_sparsity", models[0][2])))
+    if rows:
+        kept = [(label, spec) for label, spec in specs if label.lower().startswith(tuple(r.lower() for r in rows))]
+        if not kept:
+            raise ValueError(f"--rows {rows} matches no row of {dataset}; rows are {[label for label, _ in specs]}")
+        specs = kept
     jobs = {label: [(*spec, seed, dict(budget, steps=0) if label == "untrained encoder" else budget, num_eval)
                     for seed in seeds] for label, spec in specs}
     futures = {label: [pool.submit(run_job, job) for job in row] for label, row in jobs.items()} if pool else {}
@@ -235,6 +241,8 @@ def main() -> None:
     parser.add_argument("--reg-z", type=float, default=0.6, help="lambda_z on temporal datasets")
     parser.add_argument("--fixed-decoder-var", action="store_true",
                         help="CLeaR decoder variance fixed at 1 for mechanism sparsity (default: learned from e^-10)")
+    parser.add_argument("--rows", nargs="+", default=None, metavar="LABEL",
+                        help="only the rows whose label starts with one of these (e.g. sparsity frozen)")
     parser.add_argument("--device", default="cpu", help="torch device of every run")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (1: run in this process)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads of each worker")
@@ -261,7 +269,7 @@ def main() -> None:
             if args.workers > 1 else None)
     try:
         for dataset in args.only:
-            run_dataset(dataset, budget, seeds, args.reg_a, args.reg_z, args.fixed_decoder_var, pool)
+            run_dataset(dataset, budget, seeds, args.reg_a, args.reg_z, args.fixed_decoder_var, pool, args.rows)
     finally:
         if pool is not None:
             pool.shutdown()
