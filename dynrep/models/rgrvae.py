@@ -124,8 +124,10 @@ class RGrVAE(ForwardVAE):
     Training note (measured on ``Flatland(period=8, image_size=32)``, benchmarks/models.py): with the CLI's
     group-angle rate ``lr_actions=0.1`` the angles, trained while the policy is still uniform, shrink to
     about 0 within 500 steps; no action then earns any reward and the policy stays at chance. The
-    reference README's ``gamma=10`` with ``lr_actions`` at the network rate (1e-3) finds the actions
-    (purity ≥ 0.97, policy matching the true actions) within a few thousand steps.
+    reference README's ``gamma=10`` with ``lr_actions`` at the network rate (1e-3) finds the actions: with
+    ``planes="factor"`` the policy matched the true actions on every transition after 1500 steps; with
+    ``planes="all"`` after 4000 steps every group action rotated one plane (purity 0.999) and the policy
+    matched the true action on 77% of transitions.
     """
 
     @dataclass
