@@ -41,8 +41,11 @@ Budgets (printed at the top of the output):
   Measured single-thread CPU time per step (1e5 samples, batch 512): mechanism sparsity 27 ms
   (action) / 45 ms (temporal), iVAE 25, SlowVAE 33, PCL 32, beta-TCVAE 90 (its minibatch-weighted
   estimator dominates), supervised 14; all rows of one seed = 1.34 s per step, i.e. ~2700 s of
-  training per seed plus ~2-4 s of evaluation per run, so two seeds on two workers take ~47 min when
-  the two cores are free (about twice that if other jobs share them).
+  training per seed plus ~2-4 s of evaluation per run, i.e. ~47 min for two seeds on two workers if
+  the two processes did not slow each other. They do: measured on two otherwise free cores
+  (2026-11-25, benchmarks/RESULTS.md), one temporal dataset's 14 runs took 10.5 min, beta-TCVAE 341 s
+  per run (170 ms per step with its other seed running beside it; the estimator is memory-bound), so
+  the whole table takes about an hour (about twice that if other jobs share the cores).
   What the reduced budget showed in single-seed probes while choosing it (seed 0, not this table):
   on action_sparsity_non_trivial after 2000 steps the penalised model reached MCC 0.76, R² 0.86,
   34 expected edges, SHD 19, against MCC 0.59 with frozen masks (R² 0.85), still rising; on
@@ -55,7 +58,7 @@ Budgets (printed at the top of the output):
   subset every 5000 steps (lowest validation loss including the penalty, ReduceLROnPlateau patience
   120) for every trained model, seeds 0 1 2. Days of CPU; meant for a GPU or a cluster.
 
-    python benchmarks/mechanism_sparsity.py                        # reduced budget, ~47 min on 2 free cores
+    python benchmarks/mechanism_sparsity.py                        # reduced budget, ~1 hour on 2 free cores
     python benchmarks/mechanism_sparsity.py --only action_sparsity_non_trivial --seeds 0
     python benchmarks/mechanism_sparsity.py --only action_sparsity_non_trivial --rows sparsity frozen --steps 6000
     python benchmarks/mechanism_sparsity.py --steps 20             # smoke test (~2.5 minutes)
