@@ -30,7 +30,7 @@ Three tables, each from runs made in this one process:
 
 Default steps per run: 3000 (section 1), 4000 (section 2), 1000 (section 3); ``--steps`` sets all.
 
-    python benchmarks/models.py --threads 1        # ~100 minutes on one core
+    python benchmarks/models.py --threads 1        # hours on one core (seconds per run: RESULTS.md)
     python benchmarks/models.py --steps 200 --seeds 0 --only actions   # a quick look
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ OTHERS = ("wae", "cascade_vae", "liegroup_vae")
 METRICS = ("mig", "dci", "factor_vae")
 SPLIT = "simple/recomb2range/shape2px"
 LR = 1e-3
-#: CompositionNet's rate (its recorded run; the 64x64 images of section 3 train more stably at 5e-4).
+#: CompositionNet's rate: that of its recorded run (section 3 was not rerun when LR became 1e-3).
 COMPOSITION_LR = 5e-4
 #: RGrVAE: the reference README's gamma, group angles at the network rate (see the module docstring).
 RGRVAE = {"gamma": 10.0, "lr_actions": LR}
@@ -90,8 +90,7 @@ def policy_accuracy(learner: RepresentationLearner, num: int = 2000) -> float:
     with torch.no_grad():
         chosen = learner.model.policy_probs(batch.obs[:, 0], batch.obs[:, 1]).argmax(1).numpy()
     true = batch.actions[:, 0].numpy()
-    counts = np.zeros((learner.model.policy_probs(batch.obs[:1, 0], batch.obs[:1, 1]).shape[1],
-                       learner.env.actions.n))
+    counts = np.zeros((len(learner.model.action_names), learner.env.actions.n))
     np.add.at(counts, (chosen, true), 1)
     return float(counts.max(1).sum() / num)
 
