@@ -43,6 +43,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import check_int
@@ -64,11 +65,6 @@ def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tens
     return -0.5 * (_LOG_2PI + logvar + (x - mean).square() * torch.exp(-logvar))
 
 
-def pairwise_log_densities(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``[B, B, D]``: entry ``[i, j, d] = log q(z_i,d | x_j)`` for samples ``z [B, D]`` and posteriors ``[B, D]``."""
-    return gaussian_log_density(z[:, None, :], mean[None, :, :], logvar[None, :, :])
-
-
 def log_importance_weight_matrix(batch_size: int, dataset_size: int, dtype: torch.dtype = torch.float32,
                                  device: torch.device | str | None = None) -> torch.Tensor:
     """Log MSS weights ``[B, B]`` (Chen et al. 2018, appendix), ``B = batch_size``, ``N = dataset_size``.
@@ -87,6 +83,72 @@ def log_importance_weight_matrix(batch_size: int, dataset_size: int, dtype: torc
     return weights.log().to(dtype=dtype, device=device)
 
 
+#: Exponents are clamped to at least this before ``exp``: such terms weigh less than e^-80 of the largest,
+#: far below float precision, and torch's CPU ``exp`` is about 6x slower on arguments that underflow.
+_EXP_FLOOR = -80.0
+#: The ``[rows, B, D]`` blocks of :class:`_PairwiseLogSumExp` hold about this many elements (1 MiB in
+#: float32), so that each block's dozen passes run in cache.
+_BLOCK_ELEMENTS = 1 << 18
+
+
+def _logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``logsumexp`` over ``dim`` with the exponents clamped at :data:`_EXP_FLOOR` (no autograd)."""
+    top = x.amax(dim, keepdim=True)
+    return (x - top).clamp_min_(_EXP_FLOOR).exp_().sum(dim).log_() + top.squeeze(dim)
+
+
+class _PairwiseLogSumExp(torch.autograd.Function):
+    """``(joint [B], dims [B, D])`` with ``joint_i = logsumexp_j (W_ij + Σ_d ℓ_ijd)`` and
+    ``dims_id = logsumexp_j (W_ij + ℓ_ijd)``, ``ℓ_ijd = log N(z_id; mean_jd, exp(logvar_jd))``.
+
+    ``W`` is a ``[B, B]`` log-weight matrix (constant) or ``None`` for zeros. The ``[B, B, D]``
+    densities are never held whole: forward and backward walk over blocks of rows ``i`` (the
+    backward recomputes each block) and apply the gradients of the closed forms by hand.
+    """
+
+    @staticmethod
+    def _blocks(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, log_w: torch.Tensor | None):
+        """Yield ``(rows, diff [r, B, D], ℓ + W [r, B, D], Σ_d ℓ + W [r, B])`` block by block."""
+        batch, dims = z.shape
+        precision, base = torch.exp(-logvar), -0.5 * (_LOG_2PI + logvar)
+        step = max(1, _BLOCK_ELEMENTS // (batch * dims))
+        for start in range(0, batch, step):
+            rows = slice(start, start + step)
+            diff = z[rows, None, :] - mean
+            ell = torch.addcmul(base, diff.square(), precision, value=-0.5)
+            joint = ell.sum(-1)
+            if log_w is not None:
+                joint += log_w[rows]
+                ell += log_w[rows, :, None]
+            yield rows, diff, ell, joint
+
+    @staticmethod
+    def forward(ctx, z, mean, logvar, log_w):
+        joint, dims = z.new_empty(z.shape[0]), torch.empty_like(z)
+        for rows, _, ell, joint_block in _PairwiseLogSumExp._blocks(z, mean, logvar, log_w):
+            joint[rows], dims[rows] = _logsumexp(joint_block, 1), _logsumexp(ell, 1)
+        ctx.save_for_backward(z, mean, logvar, log_w, joint, dims)
+        return joint, dims
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_joint, grad_dims):
+        z, mean, logvar, log_w, joint, dims = ctx.saved_tensors
+        precision = torch.exp(-logvar)
+        grad_z, grad_mean, grad_logvar = torch.empty_like(z), torch.zeros_like(mean), torch.zeros_like(logvar)
+        for rows, diff, ell, joint_block in _PairwiseLogSumExp._blocks(z, mean, logvar, log_w):
+            # c_ijd = dL/dℓ_ijd: the softmax weights over j of both log-sum-exps times their output gradients.
+            weight = (joint_block - joint[rows, None]).clamp_min_(_EXP_FLOOR).exp_().mul_(grad_joint[rows, None])
+            c = (ell.sub_(dims[rows, None, :]).clamp_min_(_EXP_FLOOR).exp_().mul_(grad_dims[rows, None, :])
+                 .add_(weight[..., None]))
+            scaled = diff * precision                                   # (z_i − μ_j) / σ_j²
+            grad_logvar += (scaled * diff).sub_(1.0).mul_(c).sum(0)     # dℓ/dlogvar = ((z − μ)²/σ² − 1) / 2
+            scaled.mul_(c)
+            grad_z[rows] = -scaled.sum(1)                               # dℓ/dz = −(z − μ)/σ²
+            grad_mean += scaled.sum(0)                                  # dℓ/dμ = (z − μ)/σ²
+        return grad_z, grad_mean, 0.5 * grad_logvar, None
+
+
 def aggregate_log_densities(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, dataset_size: int,
                             estimator: str = "mws") -> tuple[torch.Tensor, torch.Tensor]:
     """Minibatch estimates of ``log q(z_i)`` ``[B]`` and of each marginal ``log q(z_i,d)`` ``[B, D]``.
@@ -96,20 +158,19 @@ def aggregate_log_densities(z: torch.Tensor, mean: torch.Tensor, logvar: torch.T
     * ``"mws"``: ``log q(z_i) ≈ logsumexp_j log q(z_i|x_j) − log(N·B)``, likewise per dimension.
     * ``"mss"``: ``log q(z_i) ≈ logsumexp_j [log W_ij + log q(z_i|x_j)]`` with the weights of
       :func:`log_importance_weight_matrix`, likewise per dimension.
+
+    Differentiable in ``z``, ``mean`` and ``logvar``; memory ``O(B·D)`` beyond a cache-sized block
+    (``benchmarks/tc_estimator.py`` compares it with the plain ``[B, B, D]`` autograd form).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     batch = z.shape[0]
-    pairs = pairwise_log_densities(z, mean, logvar)                    # [B, B, D]
     if estimator == "mws":
         offset = math.log(check_int("dataset_size", dataset_size, 1) * batch)
-        log_qz = torch.logsumexp(pairs.sum(-1), dim=1) - offset
-        log_qz_dims = torch.logsumexp(pairs, dim=1) - offset
-    else:
-        log_w = log_importance_weight_matrix(batch, dataset_size, pairs.dtype, pairs.device)
-        log_qz = torch.logsumexp(log_w + pairs.sum(-1), dim=1)
-        log_qz_dims = torch.logsumexp(log_w[:, :, None] + pairs, dim=1)
-    return log_qz, log_qz_dims
+        log_qz, log_qz_dims = _PairwiseLogSumExp.apply(z, mean, logvar, None)
+        return log_qz - offset, log_qz_dims - offset
+    log_w = log_importance_weight_matrix(batch, dataset_size, z.dtype, z.device)
+    return _PairwiseLogSumExp.apply(z, mean, logvar, log_w)
 
 
 def kl_decomposition(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, dataset_size: int,
