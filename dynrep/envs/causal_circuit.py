@@ -68,7 +68,7 @@ from dynrep.data.download import dataset_path
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import ActionSpace, Environment, FactorSpace, as_generator, check_int
 from dynrep.envs.causal import CausalVariables
-from dynrep.envs.factor_images import _read_npy_header, npz_member_as_memmap
+from dynrep.envs.factor_images import npz_member_as_memmap, read_npy_header
 from dynrep.envs.registry import register_env
 
 #: Factor (= causal variable) names, in ICM-VAE's label order.
@@ -141,7 +141,7 @@ def _npz_array_header(file: Path, key: str) -> tuple[tuple[int, ...], np.dtype, 
             raise ValueError(f"{file}: no array {key!r}; it holds {held} (is this a CausalCircuit file?)")
         stored = archive.getinfo(member).compress_type == zipfile.ZIP_STORED
         with archive.open(member) as f:
-            shape, _, dtype = _read_npy_header(f)
+            shape, _, dtype = read_npy_header(f)
     return tuple(shape), np.dtype(dtype), stored
 
 

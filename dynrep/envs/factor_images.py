@@ -43,7 +43,7 @@ def grid_classes(labels: np.ndarray, names: Sequence[str], where: str) -> tuple[
     return classes, values
 
 
-def _read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+def read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
     """Shape, Fortran order and dtype from an open .npy stream positioned at its start."""
     version = np.lib.format.read_magic(f)
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -66,7 +66,7 @@ def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path) -> np.ndarra
         info = archive.getinfo(member)
         if info.compress_type == zipfile.ZIP_STORED:
             with archive.open(member) as f:
-                shape, fortran, dtype = _read_npy_header(f)
+                shape, fortran, dtype = read_npy_header(f)
                 header = f.tell()
             # The member's data start: local file header (30 bytes + name + extra) + npy header.
             with open(npz_path, "rb") as raw:
@@ -80,7 +80,7 @@ def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path) -> np.ndarra
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
             with archive.open(member) as f:
-                shape, fortran, dtype = _read_npy_header(f)
+                shape, fortran, dtype = read_npy_header(f)
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape, fortran_order=fortran)
                 flat = out.reshape(-1, order="A").view(np.uint8)
                 pos = 0
