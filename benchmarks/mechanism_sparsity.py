@@ -38,29 +38,30 @@ Budgets (printed at the top of the output):
   beta-TCVAE 1e-2): the mask logits start at 5 and Adam moves them by about lr per step, so at the
   published 5e-4 they cannot cross 0 within a few thousand steps (measured: 71 expected edges of 100
   after 2000 steps at 2e-3, 34 at 5e-3; true 20). The same factor applies to every model.
-  Measured single-thread CPU time per step (1e5 samples, batch 512): mechanism sparsity 27 ms
-  (action) / 45 ms (temporal), iVAE 25, SlowVAE 33, PCL 32, beta-TCVAE 90 (its minibatch-weighted
-  estimator dominates), supervised 14; all rows of one seed = 1.34 s per step, i.e. ~2700 s of
-  training per seed plus ~2-4 s of evaluation per run, i.e. ~47 min for two seeds on two workers if
-  the two processes did not slow each other. They do: measured on two otherwise free cores
-  (2026-11-25, benchmarks/RESULTS.md), one temporal dataset's 14 runs took 10.5 min, beta-TCVAE 341 s
-  per run (170 ms per step with its other seed running beside it; the estimator is memory-bound), so
-  the whole table takes about an hour (about twice that if other jobs share the cores).
+  Measured on two otherwise free cores (2026-11-25, benchmarks/RESULTS.md): the whole table (6
+  datasets x 2 seeds, 84 runs) takes 36 minutes on the default two single-threaded workers, 71
+  core-minutes; seconds per run (training 2000 steps + evaluation, the other worker busy beside it):
+  mechanism sparsity 50-85, iVAE ~50, SlowVAE ~66, PCL ~58, beta-TCVAE 112-127 (a third of the total:
+  its minibatch estimator handles 512 x 512 x 10 pairwise densities per step), supervised ~19.
   What the reduced budget showed in single-seed probes while choosing it (seed 0, not this table):
   on action_sparsity_non_trivial after 2000 steps the penalised model reached MCC 0.76, R² 0.86,
   34 expected edges, SHD 19, against MCC 0.59 with frozen masks (R² 0.85), still rising; on
   temporal_sparsity_non_trivial lambda_z = 0.6 barely moves the 100 mask logits in a few thousand
   steps (99 expected edges after 3000, MCC 0.53; lambda_z = 3 over-prunes to 17 edges, MCC 0.57), so
-  the temporal rows are not expected to show the paper's gap at this budget.
+  the temporal rows are not expected to show the paper's gap at this budget (at 6000 steps the edge
+  count is right, 58 of true 55, but the edges and the latents are not yet: RESULTS.md).
+  ``--lr-masks`` gives the mask logits their own Adam rate (``lr_masks``), e.g. to probe whether faster
+  masks help on short budgets; it is absolute, not scaled by ``--lr-scale``.
 * ``--paper``: 1e6 samples, batch 1024, 6x512 MLPs, transitions 5x512, the published learning rates
   (5e-4 mechanism sparsity and supervised, 1e-4 iVAE / SlowVAE / PCL, 1e-3 beta-TCVAE), up to
   390,000 steps (500 epochs) or ``--time-limit`` seconds (3 h) per run, BestValidation on the valid
   subset every 5000 steps (lowest validation loss including the penalty, ReduceLROnPlateau patience
   120) for every trained model, seeds 0 1 2. Days of CPU; meant for a GPU or a cluster.
 
-    python benchmarks/mechanism_sparsity.py                        # reduced budget, ~1 hour on 2 free cores
+    python benchmarks/mechanism_sparsity.py                        # reduced budget, ~36 min on 2 free cores
     python benchmarks/mechanism_sparsity.py --only action_sparsity_non_trivial --seeds 0
     python benchmarks/mechanism_sparsity.py --only action_sparsity_non_trivial --rows sparsity frozen --steps 6000
+    python benchmarks/mechanism_sparsity.py --only temporal_sparsity_non_trivial --rows sparsity --lr-masks 0.05
     python benchmarks/mechanism_sparsity.py --steps 20             # smoke test (~2.5 minutes)
     python benchmarks/mechanism_sparsity.py --paper --time-limit 10800
 """
@@ -97,14 +98,15 @@ METRICS = ("mcc", "linear_score")
 MAX_EVAL = 100_000  # the reference encodes up to 1e5 test examples
 
 
-def model_rows(dataset: str, budget: dict, reg_a: float, reg_z: float,
-               fixed_decoder_var: bool = False) -> list[tuple[str, str, dict]]:
-    """``(row label, model name, config)`` of every trained model for ``dataset`` under ``budget``."""
+def model_rows(dataset: str, budget: dict, reg_a: float, reg_z: float, fixed_decoder_var: bool = False,
+               lr_masks: float | None = None) -> list[tuple[str, str, dict]]:
+    """``(row label, model name, config)`` of every trained model for ``dataset`` under ``budget``
+    (``lr_masks``: the mechanism-sparsity models' mask-logit learning rate, None for their ``lr``)."""
     action = dataset.startswith("action")
     widths = dict(mlp_hidden=budget["hidden"], batch_size=budget["batch_size"])
     transition = dict(transition_hidden=budget["transition_hidden"], transition_layers=budget["transition_layers"])
     decoder = {} if fixed_decoder_var else dict(learn_decoder_var=True, decoder_logvar_init=-10.0)
-    sparse = dict(widths, **transition, **decoder, full_seq=not action)
+    sparse = dict(widths, **transition, **decoder, full_seq=not action, lr_masks=lr_masks)
     inner = (budget["transition_hidden"],) * budget["transition_layers"]
     rows = [(f"sparsity (reg_a={reg_a:g})" if action else f"sparsity (reg_z={reg_z:g})", "mechanism_sparsity",
              dict(sparse, reg_a=reg_a) if action else dict(sparse, reg_z=reg_z)),
@@ -202,8 +204,8 @@ def summarise(label: str, runs: list[dict[str, float]], seconds: list[float]) ->
             f"{steps:>7d} {np.mean(seconds):7.0f}")
 
 
-def run_dataset(dataset: str, budget: dict, seeds: list[int], reg_a: float, reg_z: float,
-                fixed_decoder_var: bool, pool: ProcessPoolExecutor | None, rows: list[str] | None = None) -> None:
+def run_dataset(dataset: str, budget: dict, seeds: list[int], reg_a: float, reg_z: float, fixed_decoder_var: bool,
+                pool: ProcessPoolExecutor | None, rows: list[str] | None = None, lr_masks: float | None = None) -> None:
     """Train and evaluate every row of ``dataset`` (those whose label starts with one of ``rows``, if given)
     for every seed (on ``pool`` if given); print the rows in order as they finish."""
     start = time.perf_counter()
@@ -214,7 +216,7 @@ def run_dataset(dataset: str, budget: dict, seeds: list[int], reg_a: float, reg_
           f"edges; data {time.perf_counter() - start:.1f} s; MCC/R² on {num_eval} test points)")
     print(f"{'model':24s} {'MCC':>15s} {'linear R2':>15s} {'SHD':>13s} {'edges':>7s} {'steps':>7s} {'s/run':>7s}",
           flush=True)
-    models = model_rows(dataset, budget, reg_a, reg_z, fixed_decoder_var)
+    models = model_rows(dataset, budget, reg_a, reg_z, fixed_decoder_var, lr_masks)
     specs = [(label, ("learner", dataset, name, config)) for label, name, config in models]
     specs.append(("supervised", ("supervised", dataset, None, None)))
     specs.append(("untrained encoder", ("learner", dataset, "mechanism_sparsity", models[0][2])))
@@ -244,6 +246,8 @@ def main() -> None:
     parser.add_argument("--reg-z", type=float, default=0.6, help="lambda_z on temporal datasets")
     parser.add_argument("--fixed-decoder-var", action="store_true",
                         help="CLeaR decoder variance fixed at 1 for mechanism sparsity (default: learned from e^-10)")
+    parser.add_argument("--lr-masks", type=float, default=None,
+                        help="Adam lr of the mask logits (not scaled by --lr-scale; default: the model's lr)")
     parser.add_argument("--rows", nargs="+", default=None, metavar="LABEL",
                         help="only the rows whose label starts with one of these (e.g. sparsity frozen)")
     parser.add_argument("--device", default="cpu", help="torch device of every run")
@@ -266,13 +270,15 @@ def main() -> None:
           f"batch {budget['batch_size']}, MLPs {len(budget['hidden'])}x{budget['hidden'][0]}, transition "
           f"{budget['transition_layers']}x{budget['transition_hidden']}, {budget['steps']} steps{limit} per run, "
           f"seeds {seeds}")
-    print(f"lr (published x {budget['lr_scale']:g}): {lrs}; model selection: {selection}")
+    masks = "" if args.lr_masks is None else f"; mask logits {args.lr_masks:g}"
+    print(f"lr (published x {budget['lr_scale']:g}): {lrs}{masks}; model selection: {selection}")
     pool = (ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
                                 initializer=torch.set_num_threads, initargs=(args.threads,))
             if args.workers > 1 else None)
     try:
         for dataset in args.only:
-            run_dataset(dataset, budget, seeds, args.reg_a, args.reg_z, args.fixed_decoder_var, pool, args.rows)
+            run_dataset(dataset, budget, seeds, args.reg_a, args.reg_z, args.fixed_decoder_var, pool, args.rows,
+                        args.lr_masks)
     finally:
         if pool is not None:
             pool.shutdown()
