@@ -211,10 +211,13 @@ class RepresentationLearner:
         dynamics add, for each ``k`` of ``prediction_steps`` (default: those of 1, 5, 10 within ``episode_length``),
         ``prediction_error/<k>``, the BCE of the open-loop prediction ``k`` steps after the
         encoded first frame, ``latent_prediction_error/<k>``, the mean squared distance between the
-        latent predicted ``k`` steps ahead and the encoding of the true frame, and model-specific
-        scores (for the rotation model:
-        ``rotation_purity/<action>``, ``rotation_purity_min``, ``rotation_eigen_purity/<action>``,
-        ``plane_sharing``, ``plane_disjoint``, ``entanglement``).
+        latent predicted ``k`` steps ahead and the encoding of the true frame (it can be large while
+        ``prediction_error`` is ~0 when the decoder gives several latents the same image: e.g. a rotation
+        model whose action turns by half the world's angle, π/5 for a period of 5, decodes z and z
+        turned by π alike, a double cover, and rollouts drift to the half the encoder does not use),
+        and model-specific scores (for the rotation model: ``rotation_purity/<action>``,
+        ``rotation_purity_min``, ``rotation_eigen_purity/<action>``, ``plane_sharing``,
+        ``plane_disjoint``, ``entanglement``).
 
         Representation metrics (:func:`dynrep.metrics.compute` on the model's representation, the
         encoder mean): ``metrics`` names them (``dynrep.metrics.list_metrics()``); the default is
