@@ -13,6 +13,7 @@ from dynrep.config import config_to_dict
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import Environment, check_int
 from dynrep.envs.registry import make_env
+from dynrep.envs.splits import SplitEnvironment
 from dynrep.metrics.compute import compute, default_metrics, flatten_scores
 from dynrep.metrics.dynamics import latent_prediction_error, mean_bce, per_frame_bce, per_step_bce
 from dynrep.metrics.generalisation import generalisation_report
@@ -387,8 +388,10 @@ class RepresentationLearner:
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint directory (``config.json`` + ``state.pt``), atomically."""
-        config = {"dynrep_version": __version__, "seed": self.seed, "step": self.step,
-                  "env": {"name": self.env.env_name, "config": self.env.get_config()},
+        env = {"name": self.env.env_name, "config": self.env.get_config()}
+        if isinstance(self.env, SplitEnvironment):  # the base world's config plus which part of which split
+            env["split"] = {"name": self.env.name, "part": self.env.part}
+        config = {"dynrep_version": __version__, "seed": self.seed, "step": self.step, "env": env,
                   "model": {"name": self.model.model_name, "config": config_to_dict(self.model.config)}}
         return save_checkpoint(path, config, self.trainer.state_dict())
 
@@ -399,6 +402,9 @@ class RepresentationLearner:
         config, state = load_checkpoint(path, map_location="cpu")
         try:
             env = make_env(config["env"]["name"], **config["env"]["config"])
+            if "split" in config["env"]:
+                train, test = env.split(config["env"]["split"]["name"])
+                env = {"train": train, "test": test}[config["env"]["split"]["part"]]
             learner = cls(env, config["model"]["name"], seed=config["seed"], device=device,
                           **config["model"]["config"])
             learner.trainer.load_state_dict(state)

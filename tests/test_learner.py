@@ -308,3 +308,22 @@ def test_generalisation_report_on_a_split():
     assert report["alignment_per_factor_test_r2"].shape == (2,)
     with pytest.raises(ValueError, match="test_env must have the learner's observation shape"):
         learner.generalisation_report(Circles(grid=8, radius=3.0, image_size=32), num_train=10, num_test=10)
+
+
+@pytest.mark.parametrize("part", ["train", "test"])
+def test_checkpoint_of_a_split_restores_the_split(tmp_path, part):
+    from dynrep import Circles
+    from dynrep.envs.splits import SplitEnvironment
+    parts = dict(zip(("train", "test"), Circles(grid=8, radius=3.0, image_size=16).split("circles/interp/midpos")))
+    learner = RepresentationLearner(parts[part], model="beta_tcvae", latent_dim=2, channels=(4, 8), hidden=16,
+                                    batch_size=4, seed=0)
+    learner.train(steps=2, progress=False)
+    learner.save(tmp_path / "ckpt")
+    loaded = RepresentationLearner.load(tmp_path / "ckpt", device="cpu")
+    assert isinstance(loaded.env, SplitEnvironment)
+    assert (loaded.env.name, loaded.env.part) == ("circles/interp/midpos", part)
+    np.testing.assert_array_equal(loaded.env.allowed, parts[part].allowed)
+    assert loaded.model.dataset_size == learner.model.dataset_size == int(parts[part].allowed.sum())
+    loaded.train(steps=1, progress=False)  # resumes on the same part
+    learner.train(steps=1, progress=False)
+    assert loaded.history["loss"] == learner.history["loss"]
