@@ -387,7 +387,9 @@ class RepresentationLearner:
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write a checkpoint directory (``config.json`` + ``state.pt``), atomically."""
+        """Write a checkpoint directory (``config.json`` + ``state.pt``), atomically. For a learner on a
+        split (:class:`~dynrep.envs.splits.SplitEnvironment`) it records the base world's config, the
+        split's name and the part, and :meth:`load` rebuilds that part."""
         env = {"name": self.env.env_name, "config": self.env.get_config()}
         if isinstance(self.env, SplitEnvironment):  # the base world's config plus which part of which split
             env["split"] = {"name": self.env.name, "part": self.env.part}

@@ -165,7 +165,8 @@ class MechanismSparsityVAE(VAE):
             mask_init: initial mask logit.
             lr_masks: Adam learning rate of the mask logits (None: ``lr``). Not in the CLeaR code (HEAD
                 offers SGD with lr 1.0 for them); a lever for short budgets, where Adam moves each logit
-                by at most about ``lr`` per step and logits starting at 5 barely reach 0.
+                by at most about ``lr`` per step and logits starting at 5 barely reach 0. On temporal toy-nn
+                it prunes faster without raising MCC (benchmarks/RESULTS.md, mechanism sparsity).
             n_lag: 0 (prior on actions only) or 1 (prior on ``z^{t-1}`` and actions if any); None takes
                 ``env.n_lag`` (1 for environments without it) [--n_lag].
             full_seq: also model frame 0 with a learned initial prior (needs ``n_lag=1``) [--full_seq].
