@@ -90,6 +90,16 @@ def test_shapes_and_buffers(env):
     assert torch.allclose(model.decode_logits(z), per_block.view(5, 3, 16, 16))
 
 
+
+def test_any_image_size_and_only_mlp_networks():
+    # The MLPs take any side (no conv nets, so no 2**len(channels) divisibility: 20 is not a multiple of 16).
+    env20 = Pendulum(image_size=20)
+    model = tiny_model(env20)
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    obs = env20.sample_trajectories(3, 0, rng=0).obs[:, 0]
+    assert model.reconstruct(obs).shape == (3, 3, 20, 20)
+    assert model.encoder[0].in_features == 3 * 20 * 20
+
 def test_warmup_ramp(env):
     model = tiny_model(env, warmup_steps=100)
     for step, expected in [(0, (0.0, 0.0)), (25, (0.025, 0.3)), (50, (0.05, 0.6)), (100, (0.1, 1.2)),

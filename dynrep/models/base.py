@@ -148,11 +148,7 @@ class RepresentationModel(nn.Module, abc.ABC):
         self.observation_shape = tuple(env.observation_shape)
         self.action_names = tuple(env.actions.names)
         self.action_factors = tuple(env.actions.factor_of)
-        c = config
-        self.encoder = build_encoder(self.observation_shape, self.encoder_outputs(), c.channels, c.hidden,
-                                     c.mlp_hidden, c.mlp_activation)
-        self.decoder = build_decoder(c.latent_dim, self.observation_shape, c.channels, c.hidden, c.mlp_hidden,
-                                     c.decoder, c.mlp_activation) if self.has_decoder else None
+        self.encoder, self.decoder = self.build_networks()
         if len(self.observation_shape) == 3:
             # oneDNN convolutions run ~10-30% faster on channels-last weights (measured in benchmarks/).
             self.to(memory_format=torch.channels_last)
@@ -161,6 +157,21 @@ class RepresentationModel(nn.Module, abc.ABC):
     def encoder_outputs(self) -> int:
         """Number of encoder outputs (``latent_dim`` for deterministic encoders)."""
         return self.config.latent_dim
+
+    def decoder_inputs(self) -> int:
+        """Size of the decoder's input vector (``latent_dim`` unless the model decodes something else)."""
+        return self.config.latent_dim
+
+    def build_networks(self) -> tuple[nn.Module, nn.Module | None]:
+        """``(encoder, decoder)``, called once by ``__init__``: the config's conv (images) or MLP (vectors)
+        nets from ``encoder_outputs()`` and ``decoder_inputs()``, no decoder if not ``has_decoder``.
+        Override to build other networks (the config is set, subclass attributes are not yet)."""
+        c = self.config
+        encoder = build_encoder(self.observation_shape, self.encoder_outputs(), c.channels, c.hidden,
+                                c.mlp_hidden, c.mlp_activation)
+        decoder = build_decoder(self.decoder_inputs(), self.observation_shape, c.channels, c.hidden, c.mlp_hidden,
+                                c.decoder, c.mlp_activation) if self.has_decoder else None
+        return encoder, decoder
 
     @abc.abstractmethod
     def encode(self, obs: torch.Tensor) -> Posterior:

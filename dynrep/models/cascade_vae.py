@@ -29,7 +29,6 @@ from scipy.optimize import linear_sum_assignment
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import check_int
 from dynrep.models.base import LossOutput, observations_to_float
-from dynrep.models.nets import build_decoder
 from dynrep.models.registry import register_model
 from dynrep.models.vae import VAE, elementwise_nll
 
@@ -87,13 +86,9 @@ class CascadeVAE(VAE):
                 if not getattr(self, name) >= 0:
                     raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
-    def __init__(self, env, config: "CascadeVAE.Config"):
-        super().__init__(env, config)
-        c = config
-        self.decoder = build_decoder(c.latent_dim + c.num_categories, self.observation_shape, c.channels, c.hidden,
-                                     c.mlp_hidden, c.decoder, c.mlp_activation)
-        if len(self.observation_shape) == 3:
-            self.decoder.to(memory_format=torch.channels_last)
+    def decoder_inputs(self) -> int:
+        """The continuous code and the one-hot category: ``latent_dim + num_categories``."""
+        return self.config.latent_dim + self.config.num_categories
 
     def _category_costs(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Reconstruction NLL ``[B, S]`` of every sample decoded with every category (no gradient)."""

@@ -31,8 +31,6 @@ Deviations from the reference:
   ``94 * 86 = 8084`` steps, the default (Flow: 6480 images, 102 steps per epoch -> 9588).
 * The encoder outputs ``n*k`` numbers, not ``2*n*k`` of which the reference discards half.
 * Images are the env's RGB (3 channels), not the reference's RGBA PNGs (4).
-* The base class also builds its conv encoder/decoder, which are replaced (so the image side
-  must still divide by ``2**len(channels)``, true for the default 96 and for 16, 32, 64).
 * Batches are drawn at random by the trainer (the reference's loaders do not shuffle).
 * CausalCircuit: the reference's conv encoder and deconv decoders are not built (the MLPs above
   are used for every environment); set ``block_dim=32, beta_max=0.05`` for its other settings.
@@ -157,10 +155,15 @@ class ICMVAE(RepresentationModel):
         self.variables = tuple(variables)
         self.register_buffer("graph", torch.as_tensor(graph, dtype=torch.int64))
         self.register_buffer("label_scale", torch.as_tensor(env.label_scale, dtype=torch.float32))
-        self.encoder = mlp([math.prod(self.observation_shape), *c.encoder_hidden, n * k], "elu")
-        self.decoder = BlockDecoders(n, k, c.decoder_hidden, self.observation_shape)
         self.mechanisms = CausalFlow(graph, k, c.flow_hidden)
         self.prior = CausalFlow(graph, k, c.flow_hidden)
+
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
+        """The ELU MLP encoder ``d_x -> encoder_hidden -> n*k`` and one MLP decoder per block."""
+        c = self.config
+        n = c.latent_dim // c.block_dim
+        encoder = mlp([math.prod(self.observation_shape), *c.encoder_hidden, c.latent_dim], "elu")
+        return encoder, BlockDecoders(n, c.block_dim, c.decoder_hidden, self.observation_shape)
 
     # -- encoding and decoding -------------------------------------------------------------
     def encode(self, obs: torch.Tensor) -> Posterior:

@@ -48,7 +48,6 @@ from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import check_int
 from dynrep.models.base import LossOutput, Posterior, observations_to_float
 from dynrep.models.beta_vae import capacity_schedule
-from dynrep.models.nets import build_decoder
 from dynrep.models.registry import register_model
 from dynrep.models.vae import VAE, gaussian_kl
 
@@ -161,12 +160,12 @@ class LieGroupVAE(VAE):
         self.logvar_head = _mlp_head(size, c.latent_dim)
         self.lie_algebra_basis = nn.Parameter(
             torch.randn(c.latent_dim, c.matrix_size, c.matrix_size) * c.lie_alg_init_scale)
-        self.decoder = build_decoder(size, self.observation_shape, c.channels, c.hidden, c.mlp_hidden, c.decoder,
-                                     c.mlp_activation)
-        if len(self.observation_shape) == 3:
-            self.decoder.to(memory_format=torch.channels_last)
 
     def encoder_outputs(self) -> int:
+        return self.config.matrix_size ** 2
+
+    def decoder_inputs(self) -> int:
+        """The flattened group element: ``matrix_size ** 2``."""
         return self.config.matrix_size ** 2
 
     def encode(self, obs: torch.Tensor) -> GroupPosterior:
