@@ -233,6 +233,14 @@ class RepresentationModel(nn.Module, abc.ABC):
         """Optimiser parameter groups; override to give parts their own learning rates."""
         return [{"params": list(self.parameters()), "lr": self.config.lr}]
 
+    def parameter_groups_with(self, params: list[nn.Parameter], lr: float | None, **options) -> list[dict]:
+        """Two optimiser groups: every parameter but ``params`` at the config's ``lr``, then ``params`` at
+        ``lr`` (None: the config's) with further Adam ``options`` (e.g. ``betas``)."""
+        ids = {id(p) for p in params}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [{"params": rest, "lr": self.config.lr},
+                {"params": list(params), "lr": self.config.lr if lr is None else lr, **options}]
+
     def structure_scores(self) -> dict[str, float]:
         """Model-specific evaluation scores (e.g. rotation purity); empty by default."""
         return {}

@@ -107,10 +107,12 @@ class _PairwiseLogSumExp(torch.autograd.Function):
     """
 
     @staticmethod
-    def _blocks(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, log_w: torch.Tensor | None):
-        """Yield ``(rows, diff [r, B, D], ℓ + W [r, B, D], Σ_d ℓ + W [r, B])`` block by block."""
+    def _blocks(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, precision: torch.Tensor,
+                log_w: torch.Tensor | None):
+        """Yield ``(rows, diff [r, B, D], ℓ + W [r, B, D], Σ_d ℓ + W [r, B])`` block by block
+        (``precision = exp(-logvar)``)."""
         batch, dims = z.shape
-        precision, base = torch.exp(-logvar), -0.5 * (_LOG_2PI + logvar)
+        base = -0.5 * (_LOG_2PI + logvar)
         step = max(1, _BLOCK_ELEMENTS // (batch * dims))
         for start in range(0, batch, step):
             rows = slice(start, start + step)
@@ -125,7 +127,7 @@ class _PairwiseLogSumExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, mean, logvar, log_w):
         joint, dims = z.new_empty(z.shape[0]), torch.empty_like(z)
-        for rows, _, ell, joint_block in _PairwiseLogSumExp._blocks(z, mean, logvar, log_w):
+        for rows, _, ell, joint_block in _PairwiseLogSumExp._blocks(z, mean, logvar, torch.exp(-logvar), log_w):
             joint[rows], dims[rows] = _logsumexp(joint_block, 1), _logsumexp(ell, 1)
         ctx.save_for_backward(z, mean, logvar, log_w, joint, dims)
         return joint, dims
@@ -136,7 +138,7 @@ class _PairwiseLogSumExp(torch.autograd.Function):
         z, mean, logvar, log_w, joint, dims = ctx.saved_tensors
         precision = torch.exp(-logvar)
         grad_z, grad_mean, grad_logvar = torch.empty_like(z), torch.zeros_like(mean), torch.zeros_like(logvar)
-        for rows, diff, ell, joint_block in _PairwiseLogSumExp._blocks(z, mean, logvar, log_w):
+        for rows, diff, ell, joint_block in _PairwiseLogSumExp._blocks(z, mean, logvar, precision, log_w):
             # c_ijd = dL/dℓ_ijd: the softmax weights over j of both log-sum-exps times their output gradients.
             weight = (joint_block - joint[rows, None]).clamp_min_(_EXP_FLOOR).exp_().mul_(grad_joint[rows, None])
             c = (ell.sub_(dims[rows, None, :]).clamp_min_(_EXP_FLOOR).exp_().mul_(grad_dims[rows, None, :])

@@ -74,10 +74,8 @@ class FactorVAE(VAE):
                                            config.discriminator_layers)
 
     def parameter_groups(self) -> list[dict]:
-        vae = [p for name, p in self.named_parameters() if not name.startswith("discriminator.")]
-        return [{"params": vae, "lr": self.config.lr},
-                {"params": list(self.discriminator.parameters()), "lr": self.config.discriminator_lr,
-                 "betas": (0.5, 0.9)}]
+        return self.parameter_groups_with(list(self.discriminator.parameters()), self.config.discriminator_lr,
+                                          betas=(0.5, 0.9))
 
     def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
         c = self.config

@@ -198,9 +198,7 @@ class ForwardVAE(VAE):
         return forward
 
     def parameter_groups(self) -> list[dict]:
-        nets = [p for name, p in self.named_parameters() if name != "angles"]
-        lr_actions = self.config.lr if self.config.lr_actions is None else self.config.lr_actions
-        return [{"params": nets, "lr": self.config.lr}, {"params": [self.angles], "lr": lr_actions}]
+        return self.parameter_groups_with([self.angles], self.config.lr_actions)
 
     def structure_scores(self) -> dict[str, float]:
         """Per action the share of its rotation in its dominant plane (``rotation_purity/<action>``, from

@@ -252,9 +252,7 @@ class MechanismSparsityVAE(VAE):
         """Everything at ``lr`` except the mask logits, which get ``lr_masks`` when it is set."""
         if self.config.lr_masks is None:
             return super().parameter_groups()
-        logits = [mask.alpha for mask in self._masks().values()]
-        rest = [p for p in self.parameters() if all(p is not alpha for alpha in logits)]
-        return [{"params": rest, "lr": self.config.lr}, {"params": logits, "lr": self.config.lr_masks}]
+        return self.parameter_groups_with([mask.alpha for mask in self._masks().values()], self.config.lr_masks)
 
     def encode(self, obs: torch.Tensor) -> Posterior:
         """Posterior ``mean [B, d_z]`` and ``logvar = log(softplus(s) + 1e-4)`` of observations ``[B, *obs_shape]``."""

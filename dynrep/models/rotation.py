@@ -163,9 +163,7 @@ class RotationModel(RepresentationModel):
         return frames.view(len(self.action_names), num_frames, *self.observation_shape), list(self.action_names)
 
     def parameter_groups(self) -> list[dict]:
-        nets = [p for name, p in self.named_parameters() if name != "angles"]
-        lr_angles = self.config.lr if self.config.lr_angles is None else self.config.lr_angles
-        return [{"params": nets, "lr": self.config.lr}, {"params": [self.angles], "lr": lr_angles}]
+        return self.parameter_groups_with([self.angles], self.config.lr_angles)
 
     def structure_scores(self) -> dict[str, float]:
         """Rotation purity (angle- and eigen-based) per action and plane sharing (see
