@@ -9,9 +9,10 @@ import numpy as np
 import torch
 
 from dynrep import __version__
+from dynrep.checks import check_int
 from dynrep.config import config_to_dict
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import Environment, check_int
+from dynrep.envs.base import Environment
 from dynrep.envs.registry import make_env
 from dynrep.envs.splits import SplitEnvironment
 from dynrep.metrics.compute import compute, default_metrics, flatten_scores

@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
+.venv/bin/ruff check dynrep tests benchmarks examples scripts
 .venv/bin/python -m pytest tests "$@"

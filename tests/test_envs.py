@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from dynrep import GridWorld, list_envs, make_env
+from dynrep.checks import as_generator, check_int
 from dynrep.envs import ActionSpace, Environment, FactorSpace, register_env
 from dynrep.envs import base as base_module
-from dynrep.envs.base import as_generator, check_int
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -208,6 +208,6 @@ def test_save_load_round_trip(tmp_path):
     assert a == b
 
 
-def test_published_defaults():
+def test_build_model_takes_the_published_defaults():
     model = build_model("beta_vae", make_env("circles"))
-    assert model.config.beta == 4.0 and model.config.capacity is False
+    assert model.config == BetaVAE.Config()

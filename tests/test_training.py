@@ -11,7 +11,7 @@ import torch
 from conftest import assert_same_params, params_of
 from dynrep.models.base import LossOutput
 from dynrep.training import Callback, NonFiniteLossError, load_checkpoint
-from dynrep.training.schedules import linear_ramp
+from dynrep.schedules import linear_ramp
 
 
 def poison_loss(monkeypatch, learner, at_step: int, term: str, value: float, into_total: bool = True):

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from dynrep.checks import check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import check_int
 
 
 def _rank() -> int:

@@ -14,29 +14,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from dynrep.checks import as_generator, check_int
 from dynrep.data.trajectory import Trajectory
 
 #: Procedural worlds whose every rendered state fits in this many bytes are drawn once and cached.
 CACHE_BYTES = 64 * 2**20
-
-
-def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
-    """Return ``rng`` if it is a Generator, else a new PCG64 Generator seeded with it."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
-
-
-def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
-    """Validate an integer argument; raise ValueError naming it and the allowed range."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    upper = "" if maximum is None else f" and <= {maximum}"
-    if value < minimum or (maximum is not None and value > maximum):
-        raise ValueError(f"{name} must be >= {minimum}{upper}, got {value}")
-    return int(value)
 
 
 @dataclass(frozen=True)

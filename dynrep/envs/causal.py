@@ -26,8 +26,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from dynrep.checks import as_generator, check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import ActionSpace, Environment, FactorSpace, as_generator, check_int
+from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 
 SUBSETS = ("train", "test", "all")
 #: Images drawn at a time (bounds the float32 temporaries of the rasteriser).

@@ -64,9 +64,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dynrep.checks import as_generator, check_int
 from dynrep.data.download import dataset_path
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import ActionSpace, Environment, FactorSpace, as_generator, check_int
+from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 from dynrep.envs.causal import CausalVariables
 from dynrep.envs.factor_images import npz_member_as_memmap, read_npy_header
 from dynrep.envs.registry import register_env

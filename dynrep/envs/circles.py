@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from dynrep.envs.base import ActionSpace, Environment, FactorSpace, check_int
+from dynrep.checks import check_int
+from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 from dynrep.envs.registry import register_env
 
 SHAPES = ("circle", "square")

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dynrep.envs.base import ActionSpace, Environment, FactorSpace, as_generator, check_int
+from dynrep.checks import as_generator, check_int
+from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 from dynrep.envs.registry import register_env
 
 #: Image side (pixels) at which ``radius`` is measured: the official render is 84 x 84.

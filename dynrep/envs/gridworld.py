@@ -5,7 +5,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dynrep.envs.base import ActionSpace, Environment, FactorSpace, check_int
+from dynrep.checks import check_int
+from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 from dynrep.envs.registry import register_env
 
 #: RGB values of the named colours; the first five are the seed project's palette order.

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dynrep.envs.base import Environment, as_generator
+from dynrep.checks import as_generator
+from dynrep.envs.base import Environment
 
 Classes = dict[str, np.ndarray]
 #: name -> (held-out predicate, training predicate or None for "the complement").

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from dynrep.checks import as_generator, check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import ActionSpace, Environment, FactorSpace, as_generator, check_int
+from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 from dynrep.envs.registry import register_env
 
 #: The eight transition models of the reference, action datasets first.

@@ -13,7 +13,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from dynrep.envs.base import Environment, check_int
+from dynrep.checks import check_int
+from dynrep.envs.base import Environment
 from dynrep.metrics.beta_vae import beta_vae_score
 from dynrep.metrics.dci import dci
 from dynrep.metrics.downstream import downstream

@@ -12,7 +12,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dynrep.envs.base import Environment, check_int
+from dynrep.checks import check_int
+from dynrep.envs.base import Environment
 
 #: Observations ``[B, *obs_shape]`` -> codes ``[B, D]``; deterministic (metrics read the encoder mean).
 RepresentationFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]

@@ -8,8 +8,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from dynrep.checks import check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import check_int
 from dynrep.models.nets import ARCHITECTURES, DECODERS, MLP_ACTIVATIONS, build_decoder, build_encoder
 
 

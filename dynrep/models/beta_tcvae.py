@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
+from dynrep.checks import check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import check_int
 from dynrep.envs.splits import SplitEnvironment
 from dynrep.models.base import LossOutput
 from dynrep.models.registry import register_model

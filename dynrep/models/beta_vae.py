@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dynrep.checks import check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import check_int
 from dynrep.models.base import LossOutput
 from dynrep.models.registry import register_model
 from dynrep.models.vae import VAE

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from dynrep.checks import check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import check_int
 from dynrep.models.base import LossOutput, observations_to_float
 from dynrep.models.registry import register_model
 from dynrep.models.vae import VAE, elementwise_nll

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dynrep.checks import as_generator, check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import as_generator, check_int
 from dynrep.models.base import LossOutput, observations_to_float
 from dynrep.models.registry import register_model
 from dynrep.models.vae import VAE, gaussian_kl

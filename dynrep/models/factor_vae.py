@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from dynrep.checks import check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import check_int
 from dynrep.models.base import LossOutput
 from dynrep.models.registry import register_model
 from dynrep.models.vae import VAE, gaussian_kl

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dynrep.envs.base import check_int
+
+from dynrep.checks import check_int
 from dynrep.models.nets import mlp
 
 #: An intervention on a block: a value ``[B, k]`` or ``[k]``, or a function of the partially built

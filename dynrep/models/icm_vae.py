@@ -52,15 +52,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynrep.checks import check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import check_int
 from dynrep.models.base import (LossOutput, ModelConfig, Posterior, RepresentationModel, check_widths,
                                  observations_to_float)
 from dynrep.models.flows import CausalFlow
 from dynrep.models.nets import mlp
 from dynrep.models.registry import register_model
 from dynrep.models.vae import gaussian_kl, reconstruction_loss
-from dynrep.training.schedules import linear_ramp
+from dynrep.schedules import linear_ramp
 
 REDUCTIONS = ("row_mean", "sum")
 #: Standardised label range swept by :meth:`ICMVAE.traverse`.

@@ -44,8 +44,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dynrep.checks import check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import check_int
 from dynrep.models.base import LossOutput, Posterior, observations_to_float
 from dynrep.models.beta_vae import capacity_schedule
 from dynrep.models.registry import register_model

@@ -48,8 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynrep.checks import check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import check_int
 from dynrep.models.base import LossOutput, Posterior, SequenceConfig, observations_to_float
 from dynrep.models.masks import GumbelSigmoidMask
 from dynrep.models.nets import LEAKY_SLOPE, ParallelLinear

@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynrep.checks import check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import check_int
 from dynrep.metrics.dynamics import rotation_structure
 from dynrep.models.base import (LossOutput, ModelConfig, Posterior, RepresentationModel, observations_to_float,
                                  require_discrete_actions)
 from dynrep.models.losses import bernoulli_nll
 from dynrep.models.registry import register_model
-from dynrep.training.schedules import linear_ramp
+from dynrep.schedules import linear_ramp
 
 
 def plane_indices(n: int) -> list[tuple[int, int]]:

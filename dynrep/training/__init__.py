@@ -1,4 +1,4 @@
-"""The training loop, its callbacks, schedules and checkpoints."""
+"""The training loop, its callbacks and checkpoints."""
 from dynrep.training.callbacks import Callback, Checkpoint, NaNGuard, NonFiniteLossError, ProgressBar
 from dynrep.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dynrep.training.trainer import Trainer

@@ -7,7 +7,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from dynrep.envs.base import check_int
+
+from dynrep.checks import check_int
 from dynrep.training.callbacks import Callback, NaNGuard
 
 

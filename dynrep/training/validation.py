@@ -16,8 +16,8 @@ from dataclasses import fields, replace
 import numpy as np
 import torch
 
+from dynrep.checks import check_int
 from dynrep.data.trajectory import Trajectory
-from dynrep.envs.base import check_int
 from dynrep.training.callbacks import Callback
 
 

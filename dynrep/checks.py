@@ -1,0 +1,25 @@
+"""Argument checks shared by every layer (environments, models, training, data, metrics)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """Return ``rng`` if it is a Generator, else a new PCG64 Generator seeded with it."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+
+
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """Validate an integer argument; raise ValueError naming it and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    upper = "" if maximum is None else f" and <= {maximum}"
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be >= {minimum}{upper}, got {value}")
+    return int(value)
