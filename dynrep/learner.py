@@ -390,10 +390,10 @@ class RepresentationLearner:
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint directory (``config.json`` + ``state.pt``), atomically. For a learner on a
         split (:class:`~dynrep.envs.splits.SplitEnvironment`) it records the base world's config, the
-        split's name and the part, and :meth:`load` rebuilds that part."""
+        split's name, its modifiers and the part, and :meth:`load` rebuilds that part."""
         env = {"name": self.env.env_name, "config": self.env.get_config()}
         if isinstance(self.env, SplitEnvironment):  # the base world's config plus which part of which split
-            env["split"] = {"name": self.env.name, "part": self.env.part}
+            env["split"] = {"name": self.env.name, "part": self.env.part, "modifiers": list(self.env.modifiers)}
         config = {"dynrep_version": __version__, "seed": self.seed, "step": self.step, "env": env,
                   "model": {"name": self.model.model_name, "config": config_to_dict(self.model.config)}}
         return save_checkpoint(path, config, self.trainer.state_dict())
@@ -406,7 +406,7 @@ class RepresentationLearner:
         try:
             env = make_env(config["env"]["name"], **config["env"]["config"])
             if "split" in config["env"]:
-                train, test = env.split(config["env"]["split"]["name"])
+                train, test = env.split(config["env"]["split"]["name"], config["env"]["split"].get("modifiers", ()))
                 env = {"train": train, "test": test}[config["env"]["split"]["part"]]
             learner = cls(env, config["model"]["name"], seed=config["seed"], device=device,
                           **config["model"]["config"])

@@ -297,7 +297,7 @@ def test_default_metrics_follow_the_factors():
 
 def test_generalisation_report_on_a_split():
     from dynrep import Circles
-    train_env, test_env = Circles(grid=8, radius=3.0, image_size=16).split("circles/interp/midpos")
+    train_env, test_env = Circles(grid=8, radius=3.0, image_size=16).split("circles/recomb2range/midpos")
     learner = RepresentationLearner(train_env, model="vae", latent_dim=2, channels=(4, 8), hidden=16, seed=0)
     learner.train(steps=3, progress=False)
     report = learner.generalisation_report(test_env, num_train=200, num_test=60, baseline="train_mean")
@@ -314,14 +314,14 @@ def test_generalisation_report_on_a_split():
 def test_checkpoint_of_a_split_restores_the_split(tmp_path, part):
     from dynrep import Circles
     from dynrep.envs.splits import SplitEnvironment
-    parts = dict(zip(("train", "test"), Circles(grid=8, radius=3.0, image_size=16).split("circles/interp/midpos")))
+    parts = dict(zip(("train", "test"), Circles(grid=8, radius=3.0, image_size=16).split("circles/recomb2range/midpos")))
     learner = RepresentationLearner(parts[part], model="beta_tcvae", latent_dim=2, channels=(4, 8), hidden=16,
                                     batch_size=4, seed=0)
     learner.train(steps=2, progress=False)
     learner.save(tmp_path / "ckpt")
     loaded = RepresentationLearner.load(tmp_path / "ckpt", device="cpu")
     assert isinstance(loaded.env, SplitEnvironment)
-    assert (loaded.env.name, loaded.env.part) == ("circles/interp/midpos", part)
+    assert (loaded.env.name, loaded.env.part) == ("circles/recomb2range/midpos", part)
     np.testing.assert_array_equal(loaded.env.allowed, parts[part].allowed)
     assert loaded.model.dataset_size == learner.model.dataset_size == int(parts[part].allowed.sum())
     loaded.train(steps=1, progress=False)  # resumes on the same part

@@ -247,7 +247,7 @@ def test_dataset_size_from_environment():
     assert environment_dataset_size(env) == 64
     assert tiny_model(env).dataset_size == 64
     assert tiny_model(env, dataset_size=1000).dataset_size == 1000
-    train, test = env.split("circles/interp/midpos")
+    train, test = env.split("circles/recomb2range/midpos")
     assert environment_dataset_size(train) == int(train.allowed.sum()) == 60
     assert tiny_model(test, estimator="mws").dataset_size == 4
     assert environment_dataset_size(make_env("pendulum")) == 5482  # the published training images

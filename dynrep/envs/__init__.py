@@ -3,7 +3,7 @@ from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 from dynrep.envs.cars3d import Cars3D
 from dynrep.envs.causal import CausalEnvironment
 from dynrep.envs.causal_circuit import CausalCircuit
-from dynrep.envs.circles import Circles, Simple
+from dynrep.envs.circles import Circles, Simple, TwoShapes
 from dynrep.envs.dsprites import DSprites
 from dynrep.envs.factor_images import FactorImageEnvironment
 from dynrep.envs.flatland import Flatland
@@ -17,4 +17,4 @@ from dynrep.envs.registry import list_envs, make_env, register_env
 
 __all__ = ["ActionSpace", "Cars3D", "CausalCircuit", "CausalEnvironment", "Circles", "DSprites", "Environment",
            "FactorImageEnvironment", "FactorSpace", "Flatland", "Flow", "GridWorld", "MPI3D", "Pendulum", "Shapes3D",
-           "Simple", "ToyNN", "list_envs", "make_env", "register_env"]
+           "Simple", "ToyNN", "TwoShapes", "list_envs", "make_env", "register_env"]

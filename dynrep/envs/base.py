@@ -250,10 +250,11 @@ class Environment(abc.ABC):
             return self._table[self.factors.to_index(factors)]
         return draw(factors)
 
-    def split(self, name: str) -> tuple["Environment", "Environment"]:
-        """``(train_env, test_env)`` for a combinatorial-generalisation split, see :mod:`dynrep.envs.splits`."""
+    def split(self, name: str, modifiers: Sequence[str] = ()) -> tuple["Environment", "Environment"]:
+        """``(train_env, test_env)`` for a combinatorial-generalisation split and the dataset's ``modifiers``,
+        see :mod:`dynrep.envs.splits`."""
         from dynrep.envs.splits import split  # splits builds on this module
-        return split(self, name)
+        return split(self, name, modifiers)
 
     def observation_to_image(self, obs: np.ndarray) -> np.ndarray:
         """Displayable frames ``[N, H, W, C]`` uint8 from observations ``[N, *obs_shape]``.
