@@ -310,18 +310,22 @@ def test_generalisation_report_on_a_split():
         learner.generalisation_report(Circles(grid=8, radius=3.0, image_size=32), num_train=10, num_test=10)
 
 
-@pytest.mark.parametrize("part", ["train", "test"])
-def test_checkpoint_of_a_split_restores_the_split(tmp_path, part):
-    from dynrep import Circles
+@pytest.mark.parametrize("world,name,modifiers,part", [
+    ("circles", "circles/recomb2range/midpos", [], "train"), ("circles", "circles/recomb2range/midpos", [], "test"),
+    ("two_shapes", "two_shapes/recomb2range/huecomb", ["noverlap"], "test"),
+    ("two_shapes", "two_shapes", ["noverlap"], "train")])  # a modifier with no condition
+def test_checkpoint_of_a_split_restores_the_split(tmp_path, world, name, modifiers, part):
+    from dynrep import make_env
     from dynrep.envs.splits import SplitEnvironment
-    parts = dict(zip(("train", "test"), Circles(grid=8, radius=3.0, image_size=16).split("circles/recomb2range/midpos")))
+    base = make_env(world, grid=3 if world == "two_shapes" else 8, radius=3.0, image_size=16)
+    parts = dict(zip(("train", "test"), base.split(name, modifiers)))
     learner = RepresentationLearner(parts[part], model="beta_tcvae", latent_dim=2, channels=(4, 8), hidden=16,
                                     batch_size=4, seed=0)
     learner.train(steps=2, progress=False)
     learner.save(tmp_path / "ckpt")
     loaded = RepresentationLearner.load(tmp_path / "ckpt", device="cpu")
     assert isinstance(loaded.env, SplitEnvironment)
-    assert (loaded.env.name, loaded.env.part) == ("circles/recomb2range/midpos", part)
+    assert (loaded.env.name, loaded.env.part, loaded.env.modifiers) == (name, part, tuple(modifiers))
     np.testing.assert_array_equal(loaded.env.allowed, parts[part].allowed)
     assert loaded.model.dataset_size == learner.model.dataset_size == int(parts[part].allowed.sum())
     loaded.train(steps=1, progress=False)  # resumes on the same part

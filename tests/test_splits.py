@@ -14,8 +14,8 @@ import itertools
 import numpy as np
 import pytest
 
-from dynrep import Circles, GridWorld, RepresentationLearner, Simple, TwoShapes
-from dynrep.envs.splits import SplitEnvironment, list_modifiers, list_splits, split, split_masks
+from dynrep import Circles, GridWorld, Simple, TwoShapes
+from dynrep.envs.splits import list_modifiers, list_splits, split_masks
 
 DSPRITES = (("shape", "scale", "orientation", "pos_x", "pos_y"),
             [np.array([1.0, 2.0, 3.0]), np.linspace(0.5, 1, 6), np.linspace(0, 2 * np.pi, 40),
@@ -293,22 +293,6 @@ def test_two_shapes_world():
     assert ((np.abs(f[:, 0] - f[:, 4]) >= 1) & (np.abs(f[:, 1] - f[:, 5]) >= 1)).all()  # > 0.2 apart = 1 step of 1/3
     with pytest.raises(ValueError, match="hues must be"):
         TwoShapes(hues=3)
-
-
-@pytest.mark.parametrize("name,modifiers,part", [("two_shapes/recomb2range/huecomb", ["noverlap"], "train"),
-                                                 ("two_shapes/recomb2range/huecomb", ["noverlap"], "test"),
-                                                 ("two_shapes", ["noverlap"], "train")])
-def test_checkpoint_records_modifiers(tmp_path, name, modifiers, part):
-    parts = dict(zip(("train", "test"), split(TwoShapes(grid=3, hues=4, radius=2.0, image_size=16), name,
-                                              modifiers)))
-    learner = RepresentationLearner(parts[part], model="vae", latent_dim=2, channels=(4, 8), hidden=16,
-                                    batch_size=4, seed=0)
-    learner.train(steps=1, progress=False)
-    learner.save(tmp_path / "ckpt")
-    loaded = RepresentationLearner.load(tmp_path / "ckpt", device="cpu")
-    assert isinstance(loaded.env, SplitEnvironment)
-    assert (loaded.env.name, loaded.env.part, loaded.env.modifiers) == (name, part, tuple(modifiers))
-    np.testing.assert_array_equal(loaded.env.allowed, parts[part].allowed)
 
 
 def test_errors():
