@@ -310,5 +310,8 @@ def test_errors():
         split_masks("shapes3d/interp/odd_ohue", names, values, "even_ohues")
     with pytest.raises(ValueError, match="'shapes3d' names no condition, so it needs modifiers"):
         split_masks("shapes3d", names, values)
+    with pytest.raises(ValueError, match=r"values must be one 1-D array of class values per factor .* got shapes "
+                                         r"\[\(\), \(\)\]"):
+        split_masks("circles/recomb2range/midpos", ("pos_x", "pos_y"), (8, 8))  # sizes where values belong
     with pytest.raises(ValueError, match="dataset must be one of"):
         list_modifiers("gridworld")

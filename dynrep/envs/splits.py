@@ -245,12 +245,13 @@ def split_masks(name: str, names: Sequence[str], values: Sequence[np.ndarray],
         raise ValueError(f"unknown modifier(s) {unknown} for {dataset!r}; its modifiers: {list_modifiers(dataset)}")
     if name == dataset and not modifiers:
         raise ValueError(f"split {name!r} names no condition, so it needs modifiers (from {list_modifiers(dataset)})")
-    if len(names) != len(values):
-        raise ValueError(f"names and values must have one entry per factor, got {len(names)} and {len(values)}")
-    sizes = tuple(len(v) for v in values)
-    grid = np.indices(sizes).reshape(len(sizes), -1)
+    values = [np.asarray(v) for v in values]
+    if len(names) != len(values) or any(v.ndim != 1 for v in values):
+        raise ValueError(f"values must be one 1-D array of class values per factor in names {list(names)} "
+                         f"(an environment's factor_values), got shapes {[v.shape for v in values]}")
+    grid = np.indices([len(v) for v in values]).reshape(len(values), -1)
     classes: Grid = dict(zip(names, grid))
-    factor_values: Grid = {n: np.asarray(v)[g] for n, v, g in zip(names, values, grid)}
+    factor_values: Grid = {n: v[g] for n, v, g in zip(names, values, grid)}
     try:
         keep = np.ones(grid.shape[1], dtype=bool)
         for modifier in modifiers:
