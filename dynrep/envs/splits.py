@@ -15,8 +15,9 @@ whole grid, as the study's loaders do with a missing mask.
 
 The study's quirks are kept: dSprites ``leave1out`` tests ``c[shape] == 1`` (ellipse; other dSprites splits test
 ``v[shape] == 1``, the square) and compares rotation with constants whose names are swapped (``a120 = 4pi/3``,
-``a240 = 2pi/3``; it holds out rotations in (2pi/3, 4pi/3), which on the file's linspace(0, 2pi, 40) values are
-classes 14..25, since classes 13 and 26 equal the bounds); ``sqr2tx_ls`` is on shape value 2, the ellipse;
+``a240 = 2pi/3``; it holds out rotations in (2pi/3, 4pi/3): on linspace(0, 2pi, 40), the values the file's
+metadata lists, classes 14..25, as classes 13 and 26 equal the bounds to the last bit); ``sqr2tx_ls`` is on shape
+value 2, the ellipse, and holds out its positions outside (0.10, 0.60);
 MPI3D ``horz_gt20`` leaves ``hx == 20`` in neither part; MPI3D ``even_vx`` keeps the odd classes; ``four_shapes``
 drops shapes 0 and 3. The study's unregistered functions (dSprites ``sparse_posY``, MPI3D
 ``cylinder_to_background`` and ``background2obj_color``, TwoShapes ``unique_side``) are not offered.
