@@ -41,6 +41,12 @@ def test_factor_space_validation():
         FactorSpace(("a", "a"), (2, 2), (True, True))
     with pytest.raises(ValueError, match=r"factor 'b' must have size >= 1"):
         FactorSpace(("a", "b"), (2, 0), (True, True))
+    with pytest.raises(ValueError, match=r"periods must have one entry per factor \(2\), got 1"):
+        FactorSpace(("a", "b"), (2, 3), (True, True), periods=(2,))
+    for periods, periodic in (((None, 4), (True, True)), ((None, 0), (True, True)), ((None, 2), (True, False))):
+        with pytest.raises(ValueError, match=rf"periods of factor 'b' must be None or, for a periodic discrete "
+                                             rf"factor, in \[1, size=3\]; got {periods[1]} \(periodic={periodic[1]}\)"):
+            FactorSpace(("a", "b"), (2, 3), periodic, periods=periods)
 
 
 def test_factor_space_index_and_num_states():
@@ -197,6 +203,32 @@ def test_step_magnitudes_wrap_and_sign():
     f = np.array([[4, 0], [1, 1], [0, 3]])
     out = env.step(f, np.array([0, 1, 3]), magnitudes=np.array([3, 3, 2]))
     assert out.tolist() == [[2, 0], [3, 1], [0, 1]]
+
+
+class _Dial(Environment):
+    """An angle of 5 classes over [0, 2pi] with both ends: class 4 repeats class 0, period 4."""
+
+    observation_shape, observation_dtype = (2,), np.dtype(np.int64)
+
+    def __init__(self):
+        self.factors = FactorSpace(("angle", "size"), (5, 3), (True, True), periods=(4, None))
+        self.actions = ActionSpace.factor_shifts(self.factors)
+
+    def render(self, factors):
+        return np.asarray(factors)
+
+    def get_config(self):
+        return {}
+
+
+def test_step_is_modulo_the_period():
+    env = _Dial()
+    assert env.factors.cycles == (4, 3) and FactorSpace(("a",), (5,), (True,)).cycles == (5,)
+    f = np.array([[0, 0], [3, 0], [4, 0], [0, 0], [4, 0], [2, 2]])
+    out = env.step(f, np.array([0, 0, 0, 1, 1, 2]))  # angle+ x3, angle- x2, size+
+    assert out.tolist() == [[1, 0], [0, 0], [1, 0], [3, 0], [3, 0], [2, 0]]
+    out = env.step(f[:3], np.array([0, 0, 1]), magnitudes=np.array([4, 6, 9]))
+    assert out[:, 0].tolist() == [0, 1, 3]
 
 
 def test_clamped_scale_does_not_wrap():

@@ -63,10 +63,15 @@ def bit_row_of(obs: np.ndarray) -> np.ndarray:
     return (bits << np.arange(16)).sum(axis=1)
 
 
-def write_dsprites(path, compressed=True):
+def write_dsprites(path, compressed=True, orientations=None):
+    """A reduced grid in the official layout; orientations over [0, 2pi] with both ends, as the official
+    linspace(0, 2pi, 40) (its last class repeats the first), unless ``orientations`` are given."""
     classes = np.array(list(itertools.product([0], *[range(s) for s in SPRITE_SIZES])), dtype=np.int64)
     values = classes.astype(np.float64)
     values[:, 2] = np.linspace(0.5, 1, 6)[classes[:, 2]]
+    orientations = np.linspace(0, 2 * np.pi, SPRITE_SIZES[2]) if orientations is None else orientations
+    values[:, 3] = orientations[classes[:, 3]]
+    values[:, 4], values[:, 5] = classes[:, 4] / 31, classes[:, 5] / 31
     metadata = np.array({"latents_sizes": np.array([1, *SPRITE_SIZES]),
                          "latents_names": ("color", "shape", "scale", "orientation", "posX", "posY")}, dtype=object)
     save = np.savez_compressed if compressed else np.savez
@@ -155,13 +160,45 @@ def test_dsprites(tmp_path, compressed):
     assert set(np.unique(obs)) <= {0, 255}
     np.testing.assert_array_equal(bit_row_of(obs), env.factors_to_index(factors))
     np.testing.assert_allclose(env.factor_values[1], [0.5, 0.6])
-    # Orientation wraps, position clamps.
+    # Orientation wraps (past the repeated angle, see test_dsprites_orientation_skips_its_duplicate_end), position
+    # clamps.
     turn, right = env.actions.names.index("orientation-"), env.actions.names.index("pos_x+")
-    assert env.step(np.array([[0, 0, 0, 0, 0]]), np.array([turn]))[0, 2] == 3
+    assert env.step(np.array([[0, 0, 0, 0, 0]]), np.array([turn]))[0, 2] == 2
     assert env.step(np.array([[0, 0, 0, 2, 0]]), np.array([right]))[0, 3] == 2
     again = DSprites(path, cache_dir=tmp_path / "cache")  # reuses the cache
     np.testing.assert_array_equal(again.render(factors), obs)
     assert env.observation_to_image(obs[:2]).shape == (2, 64, 64, 3)
+
+
+def test_dsprites_orientation_skips_its_duplicate_end(tmp_path):
+    path = write_dsprites(tmp_path / "dsprites.npz")  # orientations 0, 2pi/3, 4pi/3, 2pi: class 3 is class 0
+    env = DSprites(path, cache_dir=tmp_path)
+    # what metrics, factor values and splits see is the file's grid, duplicate included
+    assert env.factors.sizes == SPRITE_SIZES and env.factors.num_states == 144
+    np.testing.assert_allclose(env.factor_values[2], np.linspace(0, 2 * np.pi, 4))
+    assert set(env.sample_factors(200, 0)[:, 2]) == {0, 1, 2, 3}
+    # the cyclic group of the orientation has order 3: 0 -> 1 -> 2 -> 0, and class 3 moves as class 0
+    assert env.factors.periods == (None, None, 3, None, None)
+    up, down = env.actions.names.index("orientation+"), env.actions.names.index("orientation-")
+    start = np.zeros((8, 5), dtype=np.int64)
+    start[:, 2] = [0, 1, 2, 3, 0, 1, 2, 3]
+    moved = env.step(start, np.array([up] * 4 + [down] * 4))[:, 2]
+    assert moved.tolist() == [1, 2, 0, 1, 2, 0, 1, 2]
+    assert env.step(start[:4], np.array([up] * 4), magnitudes=np.array([3, 4, 5, 6]))[:, 2].tolist() == [0, 2, 1, 0]
+    traj = env.sample_trajectories(64, 12, 0)
+    turned = (traj.actions == up) | (traj.actions == down)
+    assert turned.sum() > 50 and (traj.factors[:, 1:, 2][turned] < 3).all()
+    # subsets: both ends kept first and last -> period len - 1; one end only -> a plain cycle
+    assert DSprites(path, cache_dir=tmp_path, factors={"orientation": [0, 2, 3]}).factors.cycles[2] == 2
+    assert DSprites(path, cache_dir=tmp_path, factors={"orientation": [1, 2, 3]}).factors.cycles[2] == 3
+    with pytest.raises(ValueError, match=r"factors\['orientation'\]: classes 0 and 3 show the same value; keep them "
+                                         r"as the first and the last of the cycle, or only one of them; got \[3, 0\]"):
+        DSprites(path, cache_dir=tmp_path, factors={"orientation": [3, 0]})
+    # a reduced file without the 2pi end (the official first four angles) has no duplicate
+    other = DSprites(write_dsprites(tmp_path / "d4.npz", orientations=np.linspace(0, 2 * np.pi, 40)[:4]),
+                     cache_dir=tmp_path)
+    assert other.factors.periods is None and other.factors.cycles == SPRITE_SIZES
+    assert other.step(start[3:4], np.array([up]))[0, 2] == 0
 
 
 def test_npz_cache_is_written_atomically(tmp_path, monkeypatch):

@@ -27,12 +27,16 @@ class FactorSpace:
 
     ``sizes[k]`` is the number of values of factor ``k`` (values are ``0..size-1``),
     or ``None`` for a continuous factor. ``periodic[k]`` says whether a shift wraps
-    around (cyclic group C_n) or is clamped at the ends.
+    around (cyclic group C_n) or is clamped at the ends. ``periods[k]`` (None: the size)
+    is the order n of a periodic factor's cyclic group when the classes from n on repeat
+    the first ones (class ``c >= n`` shows class ``c - n``'s value): dSprites' 40
+    orientations span [0, 2pi] with both ends, so their period is 39.
     """
 
     names: tuple[str, ...]
     sizes: tuple[int | None, ...]
     periodic: tuple[bool, ...]
+    periods: tuple[int | None, ...] | None = None
 
     def __post_init__(self):
         if not (len(self.names) == len(self.sizes) == len(self.periodic)):
@@ -43,9 +47,23 @@ class FactorSpace:
         for name, size in zip(self.names, self.sizes):
             if size is not None and size < 1:
                 raise ValueError(f"FactorSpace: factor {name!r} must have size >= 1 or None, got {size}")
+        if self.periods is not None:
+            if len(self.periods) != len(self.names):
+                raise ValueError(f"FactorSpace: periods must have one entry per factor ({len(self.names)}), "
+                                 f"got {len(self.periods)}")
+            for name, size, cyclic, period in zip(self.names, self.sizes, self.periodic, self.periods):
+                if period is not None and not (cyclic and size is not None and 1 <= period <= size):
+                    raise ValueError(f"FactorSpace: periods of factor {name!r} must be None or, for a periodic "
+                                     f"discrete factor, in [1, size={size}]; got {period} (periodic={cyclic})")
 
     def __len__(self) -> int:
         return len(self.names)
+
+    @property
+    def cycles(self) -> tuple[int | None, ...]:
+        """Per factor, the modulus of a periodic shift: its period, else its size."""
+        periods = self.periods or (None,) * len(self)
+        return tuple(size if period is None else period for size, period in zip(self.sizes, periods))
 
     @property
     def discrete(self) -> bool:
@@ -161,7 +179,7 @@ class Environment(abc.ABC):
     Subclasses set ``factors``, ``actions``, ``observation_shape`` and
     ``observation_dtype`` and implement :meth:`render` and :meth:`get_config`.
     The default :meth:`step` shifts discrete factors by ±magnitude, cyclically for
-    periodic factors and clamped otherwise.
+    periodic factors (modulo their period) and clamped otherwise.
     """
 
     #: Registry name, set by :func:`dynrep.envs.registry.register_env`.
@@ -202,10 +220,12 @@ class Environment(abc.ABC):
         if magnitudes is not None:
             shift = shift * np.asarray(magnitudes, dtype=np.int64)
         sizes = np.asarray(self.factors.sizes, dtype=np.int64)[moved]
+        cycles = np.asarray(self.factors.cycles, dtype=np.int64)[moved]
         periodic = np.asarray(self.factors.periodic)[moved]
         rows = np.arange(len(factors))
         new_value = factors[rows, moved] + shift
-        new_value = np.where(periodic, np.mod(new_value, sizes), np.clip(new_value, 0, sizes - 1))
+        # modulo the period, so a shift never lands on a class that repeats an earlier one
+        new_value = np.where(periodic, np.mod(new_value, cycles), np.clip(new_value, 0, sizes - 1))
         out = factors.copy()
         out[rows, moved] = new_value
         return out

@@ -27,6 +27,14 @@ class DSprites(FactorImageEnvironment):
     once to ``<cache_dir>/<file stem>.imgs.npy`` and memory-mapped; observations are
     ``[1, 64, 64]`` uint8 in {0, 255}.
 
+    **Orientation is cyclic with a duplicate end.** Its 40 values are ``linspace(0, 2pi, 40)``,
+    so class 39 (2pi) is class 0's angle again. The factor keeps the file's 40 classes
+    (``sample_factors``, ``factor_values``, metrics and splits see all 40, as in
+    disentanglement_lib), but its cyclic group has order 39 (``factors.periods``):
+    ``orientation+`` from class 38 goes to class 0, ``orientation-`` from class 0 to class 38,
+    and class 39 steps as class 0 does, so stepping never lands on it. A ``factors`` subset
+    that keeps classes 0 and 39 must keep them first and last (its cycle then skips 39).
+
     Args:
         path: the .npz (default: ``$DYNREP_DATA/<official name>``, ``dynrep download dsprites``).
         factors: optional subset ``{name: class indices}``.
@@ -51,7 +59,10 @@ class DSprites(FactorImageEnvironment):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.path.parent
         self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
         images = npz_member_as_memmap(self.path, "imgs", self.cache_dir)
-        super().__init__(images, NAMES, values, PERIODIC, factors, scale=255)
+        # the official orientations are linspace(0, 2pi, 40): the last is the first angle again
+        repeats = [k == NAMES.index("orientation") and bool(np.isclose(v[-1] - v[0], 2 * np.pi))
+                   for k, v in enumerate(values)]
+        super().__init__(images, NAMES, values, PERIODIC, factors, scale=255, repeats=repeats)
 
     def get_config(self) -> dict[str, Any]:
         return {"path": str(self.path), "factors": self._subset_arg or None, "cache_dir": str(self.cache_dir)}

@@ -120,13 +120,17 @@ class FactorImageEnvironment(Environment):
         factors: optional subset, ``{name: class indices to keep}``; kept classes are
             renumbered ``0..len-1`` in the given order.
         scale: multiplier bringing stored values to 0..255 (dSprites stores {0, 1}).
+        repeats: per factor, whether its last class shows its first class's value again (an angle sampled
+            over [0, 2pi] with both ends); a periodic one then cycles over the other classes (its
+            period is one less), so ±1 from the last distinct class wraps to the first, never to the repeat.
 
     The environment's factor vectors index the kept classes; ``factors_to_index`` maps
     them to rows of the full store.
     """
 
     def __init__(self, images, names: Sequence[str], values: Sequence[np.ndarray], periodic: Sequence[bool],
-                 factors: Mapping[str, Sequence[int]] | None = None, scale: int = 1):
+                 factors: Mapping[str, Sequence[int]] | None = None, scale: int = 1,
+                 repeats: Sequence[bool] | None = None):
         sizes = [len(v) for v in values]
         if images.shape[0] != int(np.prod(sizes)):
             raise ValueError(f"the image store has {images.shape[0]} images; the factor grid "
@@ -134,7 +138,8 @@ class FactorImageEnvironment(Environment):
         self._images, self._grid_sizes, self._scale = images, tuple(sizes), scale
         self.subset = self._parse_subset(names, sizes, factors or {})
         self.factor_values = [np.asarray(v)[keep] for v, keep in zip(values, self.subset)]
-        self.factors = FactorSpace(tuple(names), tuple(len(k) for k in self.subset), tuple(periodic))
+        periods = self._periods(names, sizes, self.subset, periodic, repeats or (False,) * len(names))
+        self.factors = FactorSpace(tuple(names), tuple(len(k) for k in self.subset), tuple(periodic), periods)
         self.actions = ActionSpace.factor_shifts(self.factors)
         h, w = images.shape[1:3]
         channels = images.shape[3] if len(images.shape) == 4 else 1
@@ -155,6 +160,20 @@ class FactorImageEnvironment(Environment):
                                  f"at least one; got {keep.tolist()}")
             subset.append(keep)
         return subset
+
+    @staticmethod
+    def _periods(names: Sequence[str], sizes: Sequence[int], subset: Sequence[np.ndarray], periodic: Sequence[bool],
+                 repeats: Sequence[bool]) -> tuple[int | None, ...] | None:
+        """Per factor, the period of a kept cycle whose last class repeats its first (None: no repeat kept;
+        None for all: no factor has one)."""
+        periods = []
+        for name, size, keep, cyclic, repeat in zip(names, sizes, subset, periodic, repeats):
+            both = cyclic and repeat and size > 1 and 0 in keep and size - 1 in keep
+            if both and not (keep[0] == 0 and keep[-1] == size - 1):
+                raise ValueError(f"factors[{name!r}]: classes 0 and {size - 1} show the same value; keep them as "
+                                 f"the first and the last of the cycle, or only one of them; got {keep.tolist()}")
+            periods.append(len(keep) - 1 if both else None)
+        return tuple(periods) if any(p is not None for p in periods) else None
 
     def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
         """Row of the full image store ``[N]`` for environment factor vectors ``[N, K]``."""

@@ -23,6 +23,9 @@ Counting images in generation order from 0, image ``k`` went to the test set whe
 here they are exact. The generator jitters the drawn jet by a random factor
 ``sqrt((0.98 + eps) / 0.98)`` (eps >= 0.01, unseeded), which no label records; the jet is
 drawn here exactly as the outflow label says, so images are a function of the factors.
+Drawn with :class:`~dynrep.envs.raster.Canvas` in the generator's order, widths and caps; on
+8 states drawn by the generator's matplotlib code (jet at 0.98) the mean absolute difference
+is below 0.05 / 255 per image and no value differs by more than 20.
 """
 from __future__ import annotations
 
@@ -92,6 +95,6 @@ class Flow(CausalEnvironment):
         s = np.linspace(0.0, 1.0, JET_VERTICES)[None, :]
         jet_x = RIGHT_WALL + (outflow / 10)[:, None] * s
         jet_y = deep[:, None] - (deep - JET_END)[:, None] * s ** 2
-        canvas.polyline(jet_x, jet_y, 2.0, "lightskyblue")
+        canvas.polyline(jet_x, jet_y, 2.0, "lightskyblue", caps="projecting")  # plt.plot's default caps
         canvas.segment(0.0, 0.2, 20.0, 0.2, 2.0, "black", caps="projecting")
         return canvas.to_uint8()

@@ -15,7 +15,9 @@ The published set is the grid ``pendulum in -40..43`` x ``light in 60..147 witho
 test set when ``k > 0`` and ``k % 4 == 0`` (1826 test, 5482 train). Its file names
 truncate the shadow labels to integers; here they are exact. Differences from the
 published PNGs: RGB instead of an RGBA file with an opaque alpha channel, and an
-anti-aliased numpy rasteriser instead of matplotlib's (same layout, colours and widths).
+anti-aliased numpy rasteriser instead of matplotlib's (same layout, colours, widths, pixel
+snapping and clip box; on 8 states drawn by the generator's matplotlib code the mean
+absolute difference is below 0.1 / 255 per image and no value differs by more than 48).
 """
 from __future__ import annotations
 

@@ -6,8 +6,15 @@ and clips every artist. :class:`Canvas` reproduces that layout with numpy: shape
 given in data units (one value per image of the batch), line widths in points, and each
 shape's pixel coverage comes from its signed distance (``clip(0.5 - distance, 0, 1)``),
 which anti-aliases edges without supersampling.
+
+Two rules of matplotlib's Agg backend are reproduced because they move edges by up to half a
+pixel: the clip box is rounded to whole pixels, and a path made only of horizontal and vertical
+segments (a rectangle, an axis-parallel stroke) has its vertices snapped to pixel centres when
+its stroke is an odd number of pixels wide (rounded), to pixel corners when even.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -43,8 +50,9 @@ class Canvas:
         self.y_scale = (top - bottom) * size / (ylim[1] - ylim[0])
         self.x_origin = left * size - xlim[0] * self.x_scale
         self.y_origin = (1 - bottom) * size + ylim[0] * self.y_scale  # image rows grow downwards
-        self.box_x = (left * size, right * size)
-        self.box_y = ((1 - top) * size, (1 - bottom) * size)
+        # Agg rounds the clip box to whole pixels (half up), so clipped edges are hard, not anti-aliased
+        self.box_x = (math.floor(left * size + 0.5), math.floor(right * size + 0.5))
+        self.box_y = (math.floor((1 - top) * size + 0.5), math.floor((1 - bottom) * size + 0.5))
         self.image = np.ones((n, 3, size, size), dtype=np.float32)
 
     def _x(self, x) -> np.ndarray:
@@ -56,6 +64,14 @@ class Canvas:
     def points(self, width: float) -> float:
         """A length in points as pixels."""
         return width * self.size / POINTS_PER_INCH
+
+    @staticmethod
+    def _snap(coords: np.ndarray, width: float, rectilinear: np.ndarray | None = None) -> np.ndarray:
+        """Pixel coordinates ``[n, P]`` snapped as Agg snaps a rectilinear path stroked ``width`` pixels wide
+        (images where ``rectilinear [n]`` is False keep theirs; None: all images are rectilinear)."""
+        offset = 0.5 if int(np.floor(width + 0.5)) % 2 else 0.0
+        snapped = np.floor(coords + 0.5) + offset
+        return snapped if rectilinear is None else np.where(rectilinear[:, None], snapped, coords)
 
     def _window(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Start pixel ``[n]`` and a common length of a window covering ``[lo, hi]`` (pixels, per image)."""
@@ -101,10 +117,11 @@ class Canvas:
         self._paint(distance, colour, px, py, place)
 
     def rectangle(self, x0, y0, x1, y1, colour: str) -> None:
-        """A filled axis-aligned rectangle between corners ``(x0, y0)`` and ``(x1, y1)``."""
-        left, right = np.minimum(self._x(x0), self._x(x1)), np.maximum(self._x(x0), self._x(x1))
-        top, bottom = np.minimum(self._y(y0), self._y(y1)), np.maximum(self._y(y0), self._y(y1))
+        """A filled axis-aligned rectangle between corners ``(x0, y0)`` and ``(x1, y1)`` (corners snapped)."""
         edge = self.points(PATCH_EDGE)
+        xs = self._snap(np.stack([self._x(x0), self._x(x1)], axis=1), 2 * edge)
+        ys = self._snap(np.stack([self._y(y0), self._y(y1)], axis=1), 2 * edge)
+        left, right, top, bottom = xs.min(1), xs.max(1), ys.min(1), ys.max(1)
         px, py, place = self._pixels(left - edge - 1, right + edge + 1, top - edge - 1, bottom + edge + 1)
         outside = np.maximum(np.maximum(left[:, None, None] - px, px - right[:, None, None]),
                              np.maximum(top[:, None, None] - py, py - bottom[:, None, None]))
@@ -125,11 +142,14 @@ class Canvas:
     def polyline(self, x: np.ndarray, y: np.ndarray, width: float, colour: str, *, caps: str = "round") -> None:
         """A stroke of ``width`` points through the points ``x, y [n, P]``, painted once (no double blending
         where segments overlap). Joins are round; ``caps`` shape the two ends: ``"round"``, ``"butt"`` or
-        ``"projecting"``."""
+        ``"projecting"``. An image whose path has only horizontal and vertical segments is snapped."""
         if caps not in ("round", "butt", "projecting"):
             raise ValueError(f"caps must be 'round', 'butt' or 'projecting', got {caps!r}")
         xs = self.x_origin + np.asarray(x, dtype=np.float32) * self.x_scale
         ys = self.y_origin - np.asarray(y, dtype=np.float32) * self.y_scale
+        steps_x, steps_y = np.abs(np.diff(xs, axis=1)), np.abs(np.diff(ys, axis=1))
+        rectilinear = np.all((steps_x < 1e-4) | (steps_y < 1e-4), axis=1)  # Agg's test, in pixels
+        xs, ys = self._snap(xs, self.points(width), rectilinear), self._snap(ys, self.points(width), rectilinear)
         half = self.points(width) / 2
         reach = half * 1.5 + 1
         px, py, place = self._pixels(xs.min(1) - reach, xs.max(1) + reach, ys.min(1) - reach, ys.max(1) + reach)
@@ -148,10 +168,11 @@ class Canvas:
             flat_start, flat_end = p == 0 and caps != "round", p == last and caps != "round"
             t = np.clip(along, lo, hi)
             d = np.sqrt((along - t) ** 2 + across ** 2)
+            # a flat end is a line across the stroke: pixels just inside it are nearer to it than to the sides
             if flat_start:
-                d = np.where(along < lo, np.maximum(lo - along, across - half) + half, d)
+                d = np.where(along < lo, np.maximum(lo - along, across - half) + half, np.maximum(d, lo - along + half))
             if flat_end:
-                d = np.where(along > hi, np.maximum(along - hi, across - half) + half, d)
+                d = np.where(along > hi, np.maximum(along - hi, across - half) + half, np.maximum(d, along - hi + half))
             distance = d if distance is None else np.minimum(distance, d)
         self._paint(distance - half, colour, px, py, place)
 
