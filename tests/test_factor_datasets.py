@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import os
 import pickle
+import shutil
+import signal
+from dataclasses import replace
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -10,6 +16,8 @@ import pytest
 
 from dynrep import RepresentationLearner, make_env
 from dynrep.envs.dsprites import DSprites
+import dynrep.envs.factor_images as factor_images
+from dynrep.data import download
 from dynrep.envs.factor_images import grid_classes, npz_member_as_memmap
 from dynrep.envs.shapes3d import Shapes3D
 
@@ -38,14 +46,21 @@ def row_of(images: np.ndarray) -> np.ndarray:
     return flat[:, 0] + 256 * flat[:, 1]
 
 
-def write_shapes3d(path, chunked=False, shuffle=False):
+def write_shapes3d(path, compressed=False, shuffle=False, chunks=True, mark=0):
+    """The published layout (``images`` [N, 64, 64, 3] uint8, ``labels`` [N, 6] float64) on the reduced grid;
+    ``compressed``: gzip-chunked images (``chunks=True``: h5py's automatic chunk shape); ``mark`` is written
+    into every image's last pixel (tells two versions of the file apart)."""
     labels = grid(SHAPES_VALUES)
     images = index_images(len(labels), 3)
+    images[:, -1, -1, -1] = mark
     if shuffle:
         order = np.random.default_rng(0).permutation(len(labels))
         labels, images = labels[order], images[order]
     with h5py.File(path, "w") as f:
-        f.create_dataset("images", data=images, chunks=(1, 64, 64, 3) if chunked else None)
+        if compressed:
+            f.create_dataset("images", data=images, chunks=chunks, compression="gzip")
+        else:
+            f.create_dataset("images", data=images)
         f.create_dataset("labels", data=labels)
     return path
 
@@ -79,12 +94,17 @@ def write_dsprites(path, compressed=True, orientations=None):
     return path
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["contiguous-memmap", "chunked-h5py"])
-def test_shapes3d_grid_and_gather(tmp_path, chunked):
-    env = Shapes3D(write_shapes3d(tmp_path / "3dshapes.h5", chunked=chunked))
+@pytest.mark.parametrize("compressed", [False, True], ids=["contiguous-mapped-in-place", "gzip-unpacked-cache"])
+def test_shapes3d_grid_and_gather(tmp_path, compressed):
+    path = write_shapes3d(tmp_path / "3dshapes.h5", compressed=compressed)
+    env = Shapes3D(path)
     assert env.factors.names == ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
     assert env.factors.sizes == (2, 3, 1, 2, 2, 3)
-    assert isinstance(env._images, np.memmap) != chunked
+    # Either way a uint8 memory map: of the .h5 itself, or of the copy unpacked beside it.
+    assert isinstance(env._images, np.memmap) and env._images.dtype == np.uint8
+    cache = tmp_path / "3dshapes.images.npy"
+    assert Path(env._images.filename) == (cache if compressed else path)
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == (["3dshapes.images.npy"] if compressed else [])
     assert env.observation_shape == (3, 64, 64)
     np.testing.assert_allclose(env.factor_values[5], [-30, -25.714286, -21.428571], rtol=1e-6)
     factors = env.sample_factors(50, 0)
@@ -221,6 +241,145 @@ def test_npz_cache_is_written_atomically(tmp_path, monkeypatch):
         np.testing.assert_array_equal(images, archive["imgs"])
     with pytest.raises(ValueError, match=r"no array 'images'"):
         npz_member_as_memmap(path, "images", tmp_path / "cache")
+
+
+def test_npz_cache_is_rebuilt_when_the_npz_changes(tmp_path):
+    path = write_dsprites(tmp_path / "d.npz")
+    first = np.array(npz_member_as_memmap(path, "imgs", tmp_path))
+    with np.load(path, allow_pickle=True) as archive:  # our own file (its metadata is a pickled dict)
+        arrays = dict(archive)
+    arrays["imgs"] = 1 - arrays["imgs"]  # same shape and dtype, other pixels, newer file
+    np.savez_compressed(path, **arrays)
+    stamp = os.stat(path).st_mtime_ns + 10**9
+    os.utime(path, ns=(stamp, stamp))
+    np.testing.assert_array_equal(npz_member_as_memmap(path, "imgs", tmp_path), 1 - first)
+
+
+def stored_images(path) -> np.ndarray:
+    with h5py.File(path, "r") as f:
+        return f["images"][()]
+
+
+def test_compressed_shapes3d_is_unpacked_once_then_memory_mapped(tmp_path, monkeypatch):
+    # Chunks of 5 images (the last one partial), read 10 at a time: whole chunks per block.
+    path = write_shapes3d(tmp_path / "3dshapes.h5", compressed=True, chunks=(5, 64, 64, 3))
+    monkeypatch.setattr(factor_images, "_CHUNK_BYTES", 12 * 64 * 64 * 3)
+    reads = []
+    real_read = h5py.Dataset.read_direct
+
+    def counted(self, dest, source_sel=None, dest_sel=None):
+        reads.append(source_sel)
+        return real_read(self, dest, source_sel, dest_sel)
+    monkeypatch.setattr(h5py.Dataset, "read_direct", counted)
+    env = Shapes3D(path)
+    assert [(s.start, s.stop) for s in reads] == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60),
+                                                 (60, 70), (70, 72)]
+    cache = tmp_path / "3dshapes.images.npy"
+    assert isinstance(env._images, np.memmap) and Path(env._images.filename) == cache
+    assert not env._images.flags.writeable
+    np.testing.assert_array_equal(env._images, stored_images(path))  # every pixel, bit for bit
+    before = cache.stat()
+    reads.clear()
+    again = Shapes3D(path)  # second open: the cache is taken as it is, nothing is decompressed
+    assert reads == [] and cache.stat().st_ino == before.st_ino and cache.stat().st_mtime_ns == before.st_mtime_ns
+    factors = env.sample_factors(40, 0)
+    np.testing.assert_array_equal(again.render(factors), env.render(factors))
+    np.testing.assert_array_equal(row_of(again.render(factors)), env.factors_to_index(factors))
+    assert len(pickle.dumps(again)) < 2000 and pickle.loads(pickle.dumps(again)).get_config() == again.get_config()
+    assert reads == []
+
+
+def test_stale_truncated_or_foreign_cache_is_rebuilt(tmp_path):
+    path = write_shapes3d(tmp_path / "3dshapes.h5", compressed=True)
+    cache = tmp_path / "3dshapes.images.npy"
+    Shapes3D(path)
+    full = cache.stat().st_size
+    with open(cache, "r+b") as f:  # truncated: shorter than its header says
+        f.truncate(full // 2)
+    np.testing.assert_array_equal(Shapes3D(path)._images, stored_images(path))
+    assert cache.stat().st_size == full
+    cache.write_bytes(b"not an npy file")
+    np.testing.assert_array_equal(Shapes3D(path)._images, stored_images(path))
+    # A new version of the .h5 (same shape and dtype, other pixels): the old copy is stale.
+    write_shapes3d(path, compressed=True, mark=7)
+    stamp = os.stat(path).st_mtime_ns + 10**9
+    os.utime(path, ns=(stamp, stamp))
+    env = Shapes3D(path)
+    assert (env._images[:, -1, -1, -1] == 7).all()
+    np.testing.assert_array_equal(env._images, stored_images(path))
+    assert cache.stat().st_mtime_ns == stamp  # the copy carries its source's time
+
+
+def unpack_then_die(path) -> None:
+    """In a forked child: start unpacking ``path`` and SIGKILL ourselves after the second block is written."""
+    factor_images._CHUNK_BYTES = 8 * 64 * 64 * 3
+    real_read = h5py.Dataset.read_direct
+
+    def read_then_die(self, dest, source_sel=None, dest_sel=None):
+        real_read(self, dest, source_sel, dest_sel)
+        if source_sel.start > 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+    h5py.Dataset.read_direct = read_then_die
+    Shapes3D(path, progress=False)
+
+
+def test_killed_or_failed_unpack_never_leaves_a_cache(tmp_path, monkeypatch):
+    path = write_shapes3d(tmp_path / "3dshapes.h5", compressed=True, chunks=(4, 64, 64, 3))
+    cache = tmp_path / "3dshapes.images.npy"
+    child = multiprocessing.get_context("fork").Process(target=unpack_then_die, args=(path,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    assert not cache.exists()
+    leftovers = list(tmp_path.glob(".3dshapes.images.npy.*.tmp"))
+    assert len(leftovers) == 1  # the killed process's half-written copy, under a temporary name only
+
+    def fail(self, *args):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(h5py.Dataset, "read_direct", fail)
+        with pytest.raises(KeyboardInterrupt):
+            Shapes3D(path)
+    assert not cache.exists() and not list(tmp_path.glob("*.tmp"))  # our own temporary file is removed too
+    np.testing.assert_array_equal(Shapes3D(path)._images, stored_images(path))
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_cache_in_a_read_only_or_full_directory(tmp_path, monkeypatch):
+    path = write_shapes3d(tmp_path / "3dshapes.h5", compressed=True)
+
+    def read_only(lock_path):
+        raise PermissionError(13, "Permission denied", str(lock_path))
+    with monkeypatch.context() as patch:
+        patch.setattr(factor_images, "file_lock", read_only)
+        with pytest.raises(PermissionError, match=r"cannot write the unpacked copy 3dshapes.images.npy of .*3dshapes.h5 "
+                                                  r"in .*Permission denied.*pass cache_dir= a writable directory"):
+            Shapes3D(path)
+        assert not list(tmp_path.glob("*.npy"))
+    elsewhere = Shapes3D(path, cache_dir=tmp_path / "writable")
+    assert Path(elsewhere._images.filename) == tmp_path / "writable" / "3dshapes.images.npy"
+    assert make_env("shapes3d", **elsewhere.get_config())._images.filename == elsewhere._images.filename
+    with monkeypatch.context() as patch:
+        real_usage = shutil.disk_usage
+        patch.setattr(shutil, "disk_usage", lambda where: real_usage(where)._replace(free=1000))
+        with pytest.raises(OSError, match=r"not enough disk space in .* for the unpacked copy 3dshapes.images.npy"):
+            Shapes3D(path)
+    Shapes3D(path)  # a complete copy beside the file: from then on nothing is written there
+    with monkeypatch.context() as patch:
+        patch.setattr(factor_images, "file_lock", read_only)
+        np.testing.assert_array_equal(Shapes3D(path)._images, stored_images(path))
+
+
+def test_cache_follows_the_data_directory(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("DYNREP_DATA", str(data))
+    # The reduced test file is not the published size: accept any size for this test.
+    monkeypatch.setitem(download.DATASETS, "shapes3d", replace(download.DATASETS["shapes3d"], size=None))
+    write_shapes3d(data / "3dshapes.h5", compressed=True)
+    env = Shapes3D()
+    assert Path(env._images.filename) == data / "3dshapes.images.npy"
+    assert env.get_config()["cache_dir"] == str(data)
 
 
 def test_grid_classes_reads_the_grid_from_labels():

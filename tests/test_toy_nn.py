@@ -1,7 +1,10 @@
 """Toy-nn (mechanism sparsity): graphs, latent means, mixing network, reference RNG order, trajectory view."""
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +14,14 @@ from torch.utils.data import DataLoader
 from dynrep.data.loaders import TrajectoryDataset, TrajectoryStream
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.registry import list_envs, make_env
-from dynrep.envs.toy_nn import DATASETS, ToyNN
+from dynrep.envs.toy_nn import DATASETS, SUBSETS, ToyNN
 
 N = 2000  # num_samples: train 1600 rows, valid / test 200
 ACTION, TEMPORAL = "action_sparsity_non_trivial", "temporal_sparsity_non_trivial"
 LRELU_GAIN = np.sqrt(2 / (1 + 0.2 ** 2))
+#: sha256 of every array of every dataset and subset, computed with the reference generator itself (a copy of
+#: ../shared/reference/toy_nn_reference_sha256.json: get_ToyManifoldDatasets at 1e5 samples, split 0.8/0.1/0.1).
+REFERENCE = json.loads((Path(__file__).parent / "data" / "toy_nn_reference_sha256.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +248,28 @@ def test_determinism_and_subset_seeds(envs):
     assert np.abs(valid.latents - envs[TEMPORAL].latents[:200]).max() > 1
 
 
-def test_bit_exact_against_independent_reimplementation():
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_full_arrays_match_the_reference_generator_sha256(dataset):
+    """Every array (x = observations, z = latents, a = actions) of all three subsets, byte for byte."""
+    assert (REFERENCE["split"], REFERENCE["z_dim"], REFERENCE["x_dim"]) == ([0.8, 0.1, 0.1], 10, 20)
+    assert set(REFERENCE["datasets"]) == set(DATASETS)
+    expected = REFERENCE["datasets"][dataset]
+    assert set(expected) == set(SUBSETS)
+    mismatched = []
+    for subset in SUBSETS:
+        env = ToyNN(dataset, subset=subset, num_samples=REFERENCE["num_samples"])
+        arrays = {"x": env.observations, "z": env.latents, "a": env.action_values}
+        assert set(expected[subset]) == ({"x", "z", "a"} if dataset.startswith("action") else {"x", "z"})
+        for key, spec in expected[subset].items():
+            # The reference's action rows have no time axis: [N, 10], where ours are [N, 1, 10] (same bytes).
+            array = arrays[key].reshape(spec["shape"])
+            assert array.dtype == np.dtype(spec["dtype"]) and array.flags.c_contiguous
+            if hashlib.sha256(array.tobytes()).hexdigest() != spec["sha256"]:
+                mismatched.append(f"{subset}/{key}")
+    assert not mismatched, f"{dataset}: arrays differ from the reference generator's: {mismatched}"
+
+
+def test_first_rows_match_an_independent_reimplementation():
     """First rows re-derived with default_rng calls in the reference order (float64 mixing)."""
 
     def weights_from(gen):

@@ -226,7 +226,7 @@ def download(name: str, *, dest: Path | None = None, force: bool = False, progre
     if not force and _is_complete(entry, target):
         return target
     archive = root / entry.file
-    with _lock(root / f".{entry.file}.lock"):
+    with file_lock(root / f".{entry.file}.lock"):
         if not force and _is_complete(entry, target):  # finished by a concurrent run while we waited
             return target
         if entry.parts:
@@ -281,8 +281,9 @@ def _as_url(source: str) -> str:
 
 
 @contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX), so two processes never write the same ``.part``."""
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (POSIX; created if missing), so two processes never write the same
+    file (a download's ``.part``, an unpacked cache)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no locking

@@ -2,21 +2,26 @@
 
 A static factor dataset (Shapes3D, dSprites, MPI3D...) is a world whose state is a
 factor vector and whose actions shift one factor by ±1 (cyclic or clamped per
-factor). Images are read on demand from a memory map (or an h5py dataset), never
-copied whole into memory, and never converted to float here.
+factor). Images are read on demand from a uint8 memory map (of the file itself, or of
+an uncompressed copy unpacked once from a compressed one), never copied whole into
+memory, and never converted to float here.
 """
 from __future__ import annotations
 
 import os
+import shutil
+import time
 import zipfile
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from dynrep.data.download import file_lock
 from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 
-#: Bytes copied per read when a compressed .npz member is unpacked to a .npy cache.
+#: Bytes read at a time when a compressed .npz member or h5 dataset is unpacked to a .npy cache.
 _CHUNK_BYTES = 64 * 2**20
 
 
@@ -52,55 +57,133 @@ def read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
     return readers[version](f)
 
 
-def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path) -> np.ndarray:
+def cached_npy(cache: Path, source: Path, shape: Sequence[int], dtype: np.dtype,
+               fill: Callable[[np.ndarray, Callable[[int], object]], None], *, total: int, unit: str, desc: str,
+               fortran_order: bool = False, progress: bool = True) -> np.ndarray:
+    """Read-only memory map of ``cache``: an uncompressed ``.npy`` copy, ``shape`` and ``dtype``, of an array held
+    (compressed) in the file ``source``, written once by ``fill(out, advance)``.
+
+    ``fill`` writes every element of the writable map ``out`` and calls ``advance(n)`` as it goes (``n`` of
+    ``total`` ``unit``s, for the tqdm bar). The cache is written under a lock to a temporary file, stamped with
+    ``source``'s modification time and only then renamed into place, so an interrupted or killed unpack never
+    leaves a file under the cache's name. An existing cache is used only if it is a readable ``.npy`` of this
+    shape and dtype carrying ``source``'s modification time; otherwise (a cache of an earlier version of the
+    source, a truncated or foreign file) it is rebuilt. Reading a complete cache writes nothing, so a read-only
+    directory holding one works; building one where nothing can be written raises PermissionError naming the
+    directory (pass the loader's ``cache_dir=`` a writable one), and OSError when its disk has too little space.
+    """
+    cache, source, shape, dtype = Path(cache), Path(source), tuple(shape), np.dtype(dtype)
+    if (ready := _complete_cache(cache, source, shape, dtype)) is not None:
+        return ready
+    with ExitStack() as stack:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(file_lock(cache.with_name(f".{cache.name}.lock")))
+        except OSError as err:
+            raise PermissionError(f"cannot write the unpacked copy {cache.name} of {source} in {cache.parent} "
+                                  f"({err}); pass cache_dir= a writable directory") from err
+        if (ready := _complete_cache(cache, source, shape, dtype)) is not None:  # built while we waited
+            return ready
+        for stale in cache.parent.glob(f".{cache.name}.*.tmp"):  # left by a killed unpack (we hold the lock)
+            stale.unlink(missing_ok=True)
+        # Writes through a memory map cannot report a full disk (the process gets SIGBUS): check first.
+        needed, free = int(np.prod(shape)) * dtype.itemsize, shutil.disk_usage(cache.parent).free
+        if free < needed:
+            raise OSError(f"not enough disk space in {cache.parent} for the unpacked copy {cache.name} of {source}: "
+                          f"need {needed / 2**30:.2f} GiB, {free / 2**30:.2f} GiB free; pass cache_dir= another disk")
+        stamp = source.stat().st_mtime_ns  # before reading: a source changed meanwhile fails the check later
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        from tqdm.auto import tqdm
+        try:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape, fortran_order=fortran_order)
+            with tqdm(total=total, unit=unit, unit_scale=True, desc=desc, disable=not progress) as bar:
+                fill(out, bar.update)
+            out.flush()
+            del out
+            os.utime(tmp, ns=(time.time_ns(), stamp))
+            os.replace(tmp, cache)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return np.load(cache, mmap_mode="r")
+
+
+def _complete_cache(cache: Path, source: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """The memory-mapped ``cache`` if it is a finished copy of ``source`` (see :func:`cached_npy`), else None."""
+    try:
+        if cache.stat().st_mtime_ns != source.stat().st_mtime_ns:
+            return None
+        array = np.load(cache, mmap_mode="r")
+    except (OSError, ValueError, EOFError):  # absent, truncated (shorter than its header says) or not an .npy
+        return None
+    return array if array.shape == shape and array.dtype == dtype else None
+
+
+def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path, progress: bool = True) -> np.ndarray:
     """Read-only memory map of array ``key`` of an .npz file.
 
-    An uncompressed member is mapped in place; a compressed one is unpacked once,
-    streamed in chunks, to ``cache_dir/<npz stem>.<key>.npy`` (written to a
-    temporary file and renamed, so an interrupted unpack never leaves a bad cache).
+    An uncompressed member is mapped in place; a compressed one is unpacked once, streamed in
+    chunks, to ``cache_dir/<npz stem>.<key>.npy`` (see :func:`cached_npy`).
     """
     member = f"{key}.npy"
     with zipfile.ZipFile(npz_path) as archive:
         if member not in archive.namelist():
             raise ValueError(f"{npz_path}: no array {key!r}; it holds {[n[:-4] for n in archive.namelist()]}")
         info = archive.getinfo(member)
-        if info.compress_type == zipfile.ZIP_STORED:
-            with archive.open(member) as f:
-                shape, fortran, dtype = read_npy_header(f)
-                header = f.tell()
-            # The member's data start: local file header (30 bytes + name + extra) + npy header.
-            with open(npz_path, "rb") as raw:
-                raw.seek(info.header_offset + 26)
-                name_len, extra_len = np.frombuffer(raw.read(4), dtype="<u2")
-            offset = info.header_offset + 30 + int(name_len) + int(extra_len) + header
-            return np.memmap(npz_path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                             order="F" if fortran else "C")
-        cache = Path(cache_dir) / f"{Path(npz_path).stem}.{key}.npy"
-        if not cache.exists():
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-            with archive.open(member) as f:
-                shape, fortran, dtype = read_npy_header(f)
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape, fortran_order=fortran)
-                flat = out.reshape(-1, order="A").view(np.uint8)
-                pos = 0
-                while chunk := f.read(_CHUNK_BYTES):
-                    flat[pos:pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
-                    pos += len(chunk)
-                if pos != flat.size:
-                    raise ValueError(f"{npz_path}: array {key!r} is truncated ({pos} of {flat.size} bytes)")
-                out.flush()
-                del out, flat
-            os.replace(tmp, cache)
-    return np.load(cache, mmap_mode="r")
+        with archive.open(member) as f:
+            shape, fortran, dtype = read_npy_header(f)
+            header = f.tell()
+    if info.compress_type == zipfile.ZIP_STORED:
+        # The member's data start: local file header (30 bytes + name + extra) + npy header.
+        with open(npz_path, "rb") as raw:
+            raw.seek(info.header_offset + 26)
+            name_len, extra_len = np.frombuffer(raw.read(4), dtype="<u2")
+        offset = info.header_offset + 30 + int(name_len) + int(extra_len) + header
+        return np.memmap(npz_path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+    def fill(out: np.ndarray, advance: Callable[[int], object]) -> None:
+        flat = out.reshape(-1, order="A").view(np.uint8)
+        pos = 0
+        with zipfile.ZipFile(npz_path) as archive, archive.open(member) as f:
+            read_npy_header(f)
+            while chunk := f.read(_CHUNK_BYTES):
+                flat[pos:pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+                pos += len(chunk)
+                advance(len(chunk))
+        if pos != flat.size:
+            raise ValueError(f"{npz_path}: array {key!r} is truncated ({pos} of {flat.size} bytes)")
+
+    cache = Path(cache_dir) / f"{Path(npz_path).stem}.{key}.npy"
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    return cached_npy(cache, npz_path, shape, dtype, fill, total=nbytes, unit="B", fortran_order=fortran,
+                      desc=f"unpacking {Path(npz_path).name}:{key} (once)", progress=progress)
 
 
-def h5_dataset_as_array(dataset) -> Any:
-    """A memory map of a contiguous, uncompressed h5py dataset; the dataset itself otherwise."""
+def h5_dataset_as_array(dataset, cache_dir: Path, progress: bool = True) -> np.ndarray:
+    """Read-only memory map of an h5py dataset (``[N, ...]``).
+
+    A contiguous, uncompressed dataset is mapped in place. Any other (chunked and compressed, as in the
+    published 3dshapes.h5) is unpacked once, in blocks of whole chunks along axis 0, to
+    ``cache_dir/<file stem>.<dataset name>.npy`` (see :func:`cached_npy`), so random reads never decompress.
+    """
     offset = dataset.id.get_offset()
-    if offset is None or dataset.chunks is not None:
-        return dataset
-    return np.memmap(dataset.file.filename, dtype=dataset.dtype, mode="r", offset=offset, shape=dataset.shape)
+    if offset is not None and dataset.chunks is None:
+        return np.memmap(dataset.file.filename, dtype=dataset.dtype, mode="r", offset=offset, shape=dataset.shape)
+    source = Path(dataset.file.filename)
+    rows = dataset.shape[0]
+    row_bytes = max(1, int(np.prod(dataset.shape[1:])) * dataset.dtype.itemsize)
+    per_chunk = dataset.chunks[0] if dataset.chunks is not None else 1
+    # Whole chunks per read: a chunk cut by two reads would be decompressed twice.
+    block = max(per_chunk, _CHUNK_BYTES // row_bytes // per_chunk * per_chunk)
+
+    def fill(out: np.ndarray, advance: Callable[[int], object]) -> None:
+        for start in range(0, rows, block):
+            stop = min(start + block, rows)
+            dataset.read_direct(out, np.s_[start:stop], np.s_[start:stop])
+            advance(stop - start)
+
+    name = dataset.name.strip("/").replace("/", ".")
+    return cached_npy(Path(cache_dir) / f"{source.stem}.{name}.npy", source, dataset.shape, dataset.dtype, fill,
+                      total=rows, unit="image", desc=f"unpacking {source.name}:{name} (once)", progress=progress)
 
 
 def _rebuild(cls: type, config: dict) -> "FactorImageEnvironment":
