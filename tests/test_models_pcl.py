@@ -93,10 +93,22 @@ def test_mlp_regression_is_a_sum_of_per_latent_mlps(temporal_env):
     for i in range(3):
         x = torch.stack([h_t[:, i], h_prev[:, i]], dim=-1)  # psi_i(h_i^t, h_i^{t-1})
         for layer in model.psi:
-            x = x @ layer.weight[i].T + layer.bias[i] if isinstance(layer, ParallelLinear) else layer(x)
+            if isinstance(layer, ParallelLinear):
+                x = x @ layer.weight[i].T + (0.0 if layer.bias is None else layer.bias[i])
+            else:
+                x = layer(x)
         expected += x[:, 0]
     assert torch.allclose(model.regression(h_t, h_prev), expected, atol=1e-6)
     assert not torch.allclose(model.regression(h_prev, h_t), expected)  # the input order matters
+
+
+def test_psi_hidden_layers_are_bias_free_and_the_output_is_biased(temporal_env):
+    # the reference's ParallelMLP: hidden ParallelLinear(..., bias=False), output ParallelLinear with a bias
+    model = tiny_model(temporal_env, latent_dim=3, psi_hidden=(8, 8))
+    linears = [layer for layer in model.psi if isinstance(layer, ParallelLinear)]
+    assert [layer.bias is None for layer in linears] == [True, True, False]
+    assert linears[-1].bias.shape == (3, 1)
+    assert sum(p.numel() for p in model.psi.parameters()) == 3 * (2 * 8 + 8 * 8 + 8 * 1 + 1)
 
 
 def test_loss_by_hand(temporal_env):
