@@ -158,6 +158,25 @@ def test_loss_is_deterministic_and_reaches_every_parameter(env):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+def test_label_prior_context_carries_gradient_to_the_encoder(env):
+    # mu~_i reads the learned latents z as its context: the label term trains the encoder through that path too
+    model = tiny_model(env, warmup_steps=0)
+    batch = env.sample_trajectories(6, 0, rng=4)
+    params = list(model.encoder.parameters())
+    grads = torch.autograd.grad(model.loss(batch, 0).terms["label"], params)
+    z = model.representation(batch.obs[:, 0])
+    u = model.standardize(batch.factors[:, 0]).repeat_interleave(K, dim=-1)
+
+    def label(context):
+        return 0.5 * (z - model.prior(u, context=context)[0]).square().sum(-1).mean()
+
+    through_context = torch.autograd.grad(label(z), params, retain_graph=True)
+    without_context = torch.autograd.grad(label(z.detach()), params)
+    for got, expected in zip(grads, through_context):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
+    assert max((a - b).abs().max().item() for a, b in zip(through_context, without_context)) > 1e-4
+
+
 # -- interventions ---------------------------------------------------------------------------
 def prior_block(model, j: int, value: float, z: torch.Tensor) -> torch.Tensor:
     """mu~_j of a label value given z's parent blocks, computed from the prior's MLPs directly."""
