@@ -11,13 +11,15 @@ rest at ``beta_high``, with stage ``s = step // cascade_period`` and (:func:`rel
   starts it at stage ``ntime = 4``);
 * ``cascade_schedule="lils"`` (the Lost-in-Latent-Space study's ``InfoCascadeLoss``, ``src/training/loss.py``
   of mmrl/lost-in-latent-space): ``min(s, latent_dim)``, every dimension starts at ``beta_high`` and
-  dimension ``i`` is released at step ``(i + 1) * cascade_period``. The study's run also sets
-  ``beta_low=2.0, lr=3e-4, weight_decay=0.0, lr_decay_steps=None`` (``scripts/configs/training.py``).
+  dimension ``i`` is released at step ``(i + 1) * cascade_period``. The study's ``cascade`` training
+  config (``scripts/configs/training.py``) has beta_low 2.0, lr 3e-4, no L2 and no LR decay: set
+  ``beta_low=2.0, lr=3e-4, weight_decay=0.0, lr_decay_steps=None`` with it.
 
 Optimisation (the reference's defaults): Adam lr 1e-4, L2 weight decay 4e-5 on the conv and linear weights
 (``slim.l2_regularizer(0.00004)``, not the biases) and the learning rate x0.3 every 50,000 steps
 (``stair_decay``, ``a3``). The reference builds that decay but never runs the op that advances its step
-counter, so its published runs kept lr 1e-4 throughout: ``lr_decay_steps=None`` reproduces them.
+counter (``update_step_op``), so the released code trains at lr 1e-4 throughout: ``lr_decay_steps=None``
+reproduces that.
 
 Discrete part: from ``discrete_start`` on, each batch picks one category ``d_i`` per sample by
 minimising ``sum_i u[i, d_i] + balance * sum_j n_j (n_j - 1) / 2`` where ``u[i, j]`` is the
