@@ -180,3 +180,28 @@ def test_representation_picks_the_category_that_reconstructs_best():
     assert (costs.argmin(1) != costs.argmax(1)).all()  # no ties: the lowest and highest cost differ
     assert torch.equal(codes[:, :3], mean)
     assert torch.equal(codes[:, 3:], F.one_hot(costs.argmin(1), 3).float())
+
+
+def test_lils_schedule_reaches_the_loss():
+    model = hand_model(cascade_schedule="lils", discrete_start=50)
+    batch = tiny_env().sample_trajectories(6, 0, 1)
+    out = model.loss(batch, 30, torch.Generator().manual_seed(0))
+    post = model.encode(batch.obs.flatten(0, 1))
+    kl = (0.5 * (post.mean ** 2 + post.logvar.exp() - 1 - post.logvar)).mean(0)
+    assert out.terms["released_dims"].item() == 1  # jeong_song would have released 2 by step 30
+    weighted = (0.5 * kl[0] + 3.0 * kl[1] + 3.0 * kl[2]).item()
+    assert (out.total - out.terms["reconstruction"]).item() == pytest.approx(weighted, abs=1e-4)
+
+
+def test_one_frame_takes_its_best_category():
+    # alone in the batch the balance term vanishes: the sample takes its cheapest category, whichever it is
+    model = hand_model()
+    env = tiny_env()
+    for seed in range(4):
+        batch = env.sample_trajectories(1, 0, seed)
+        out = model.loss(batch, 40, torch.Generator().manual_seed(seed))
+        target, _, z = model.sample_posterior(batch, torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            costs = torch.stack([nll_per_sample(model.decode_logits(torch.cat([z, torch.eye(3)[j:j + 1]], 1)),
+                                                target) for j in range(3)], 1)
+        assert out.terms["reconstruction"].item() == pytest.approx(costs.min().item(), rel=1e-5)

@@ -79,6 +79,20 @@ def test_loss_by_hand():
     assert abs(swapped - disc).item() > 1e-4 and abs(unpermuted - disc).item() > 1e-4
 
 
+def test_odd_frame_count_leaves_the_last_frame_out_of_the_halves():
+    model = build_model("factor_vae", tiny_env(), **TINY)
+    batch = tiny_env().sample_trajectories(7, 0, 0)
+    out = model.loss(batch, 0, torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    target, post, z = model.sample_posterior(batch, g)
+    real, fake = model.discriminator(z[:3]), model.discriminator(permute_dims(z[3:6], g))
+    disc = 0.5 * (F.cross_entropy(real, torch.zeros(3, dtype=torch.long))
+                  + F.cross_entropy(fake, torch.ones(3, dtype=torch.long)))
+    nll = F.binary_cross_entropy_with_logits(model.decode_logits(z), target, reduction="none").flatten(1).sum(1)
+    assert out.terms["discriminator"].item() == pytest.approx(disc.item(), rel=1e-5)
+    assert out.terms["reconstruction"].item() == pytest.approx(nll.mean().item(), rel=1e-5)  # all 7 frames
+
+
 def test_discriminator_has_its_own_optimiser_settings():
     learner = RepresentationLearner(tiny_env(), model="factor_vae", seed=0, **TINY)
     groups = learner.trainer.optimizer.param_groups

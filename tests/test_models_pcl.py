@@ -126,6 +126,21 @@ def test_loss_by_hand(temporal_env):
     assert out.terms["accuracy"].item() == pytest.approx(accuracy)
 
 
+def test_longer_windows_use_every_consecutive_pair(temporal_env):
+    model = hand_abs_model(temporal_env)
+    frames = torch.tensor([[[0.1, 0.2], [0.3, -0.2], [1.0, 0.5]], [[1.0, -1.0], [0.9, -0.8], [-0.4, 0.1]]])
+    obs = torch.zeros(2, 3, 20)
+    obs[..., :2] = frames
+    batch = Trajectory(obs=obs, actions=torch.zeros(2, 2, 0), factors=torch.zeros(2, 3, 10))
+    out = model.loss(batch, 0, torch.Generator().manual_seed(3))
+    pairs = [(frames[b, t + 1].tolist(), frames[b, t].tolist()) for b in range(2) for t in range(2)]  # (h^t, h^t-1)
+    perm = torch.randperm(4, generator=torch.Generator().manual_seed(3)).tolist()
+    logits = [hand_r(h_t, h_prev) for h_t, h_prev in pairs] + [hand_r(pairs[i][0], pairs[perm[i]][1]) for i in range(4)]
+    labels = [1] * 4 + [0] * 4
+    bce = np.mean([math.log1p(math.exp(-v)) if y else math.log1p(math.exp(v)) for v, y in zip(logits, labels)])
+    assert out.total.item() == pytest.approx(bce, rel=1e-6)
+
+
 def test_negatives_come_from_the_generator(temporal_env):
     model = tiny_model(temporal_env, r_func="abs")
     batch = temporal_env.sample_trajectories(16, 1, rng=0)
