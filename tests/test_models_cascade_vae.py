@@ -1,5 +1,6 @@
 """CascadeVAE: cascade schedule, exact balanced assignment, loss terms, traversal, save/load."""
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -97,6 +98,17 @@ def test_balanced_assignment_matches_brute_force(balance):
         assert sorted(np.bincount(balanced_assignment(np.zeros((6, 3)), balance), minlength=3)) == [2, 2, 2]
     with pytest.raises(ValueError, match="balance must be >= 0"):
         balanced_assignment(costs, -1.0)
+
+
+def test_balanced_assignment_by_hand_and_bad_shapes():
+    # n_0 rows at cost 0, the rest at cost 1: n_1 + 0.4 * (C(n_0, 2) + C(n_1, 2)) is lowest at n_0 = 3 (2.2)
+    costs = np.array([[0.0, 1.0]] * 4)
+    assert np.bincount(balanced_assignment(costs, 0.4), minlength=2).tolist() == [3, 1]
+    assert balanced_assignment(np.zeros((3, 1)), 1.0).tolist() == [0, 0, 0]  # one category takes every row
+    for bad in (np.zeros(3), np.zeros((0, 2)), np.zeros((2, 0))):
+        message = r"costs must have shape \[B, S\] with B, S >= 1, got " + re.escape(str(bad.shape))
+        with pytest.raises(ValueError, match=message):
+            balanced_assignment(bad, 0.1)
 
 
 def test_representation_shape_and_loss_terms():

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from dynrep import Circles, RepresentationLearner, build_model
-from dynrep.models.factor_vae import permute_dims
+from dynrep.models.factor_vae import discriminator, permute_dims
 
 TINY = {"latent_dim": 3, "batch_size": 8, "channels": (4, 8), "hidden": 16, "discriminator_hidden": 8,
         "discriminator_layers": 2}
@@ -22,6 +22,14 @@ def test_permute_dims_shuffles_each_column_independently():
         assert sorted(out[:, d].tolist()) == sorted(z[:, d].tolist())  # same values per column
     rows = {tuple(r) for r in z.tolist()}
     assert sum(tuple(r) in rows for r in out.tolist()) < 10  # rows are mixed across columns
+
+
+def test_discriminator_architecture():
+    net = discriminator(3, 8, 4)  # 3 -> 8 x 4 (LeakyReLU 0.2) -> 2
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(3, 8), (8, 8), (8, 8), (8, 8), (8, 2)]
+    assert [m.negative_slope for m in net if isinstance(m, torch.nn.LeakyReLU)] == [0.2] * 4
+    assert isinstance(net[-1], torch.nn.Linear)
 
 
 def test_loss_terms_and_gradient_isolation():
