@@ -88,6 +88,9 @@ def test_shapes_and_buffers(env):
     # the decoder averages one decoder per block
     per_block = torch.stack([net(z[:, i * K:(i + 1) * K]) for i, net in enumerate(model.decoder.nets)]).mean(0)
     assert torch.allclose(model.decode_logits(z), per_block.view(5, 3, 16, 16))
+    for flow in (model.mechanisms, model.prior):  # both flows' s and t nets at flow_hidden (TINY: 8)
+        assert [m.out_features for m in flow.s if isinstance(m, torch.nn.Linear)] == [8, 8, K]
+        assert [m.out_features for m in flow.t if isinstance(m, torch.nn.Linear)] == [8, 8, K]
 
 
 

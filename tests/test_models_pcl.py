@@ -109,6 +109,9 @@ def test_psi_hidden_layers_are_bias_free_and_the_output_is_biased(temporal_env):
     assert [layer.bias is None for layer in linears] == [True, True, False]
     assert linears[-1].bias.shape == (3, 1)
     assert sum(p.numel() for p in model.psi.parameters()) == 3 * (2 * 8 + 8 * 8 + 8 * 1 + 1)
+    assert [type(m).__name__ for m in model.psi if not isinstance(m, ParallelLinear)] == ["LeakyReLU"] * 2
+    elu = tiny_model(temporal_env, latent_dim=3, psi_hidden=(8,), mlp_activation="elu")
+    assert [type(m).__name__ for m in elu.psi] == ["ParallelLinear", "ELU", "ParallelLinear"]
 
 
 def test_loss_by_hand(temporal_env):
