@@ -1,11 +1,11 @@
-"""FactorVAE: dimension permutation, discriminator, TC term, gradient isolation, training."""
+"""FactorVAE: dimension permutation, discriminator, loss terms by hand, gradient isolation, training."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from dynrep import Circles, RepresentationLearner, build_model
-from dynrep.models.factor_vae import permute_dims
+from dynrep.models.factor_vae import discriminator, permute_dims
 
 TINY = {"latent_dim": 3, "batch_size": 8, "channels": (4, 8), "hidden": 16, "discriminator_hidden": 8,
         "discriminator_layers": 2}
@@ -22,6 +22,14 @@ def test_permute_dims_shuffles_each_column_independently():
         assert sorted(out[:, d].tolist()) == sorted(z[:, d].tolist())  # same values per column
     rows = {tuple(r) for r in z.tolist()}
     assert sum(tuple(r) in rows for r in out.tolist()) < 10  # rows are mixed across columns
+
+
+def test_discriminator_architecture():
+    net = discriminator(3, 8, 4)  # 3 -> 8 x 4 (LeakyReLU 0.2) -> 2
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(3, 8), (8, 8), (8, 8), (8, 8), (8, 2)]
+    assert [m.negative_slope for m in net if isinstance(m, torch.nn.LeakyReLU)] == [0.2] * 4
+    assert isinstance(net[-1], torch.nn.Linear)
 
 
 def test_loss_terms_and_gradient_isolation():
@@ -45,6 +53,52 @@ def test_loss_terms_and_gradient_isolation():
     assert any(torch.any(g != 0) for g in enc_grads)  # the VAE part does train the encoder
     with pytest.raises(ValueError, match="must be >= 4"):
         build_model("factor_vae", tiny_env(), batch_size=1)
+
+
+def test_loss_by_hand():
+    # specs/latent.md 1.5 (LiLS FactorLoss): reconstruction over the batch, KL and TC over its first half, the
+    # discriminator telling the first half's z (class 0) from the second half's, permuted (class 1)
+    model = build_model("factor_vae", tiny_env(), **{**TINY, "gamma": 7.5})
+    batch = tiny_env().sample_trajectories(8, 0, 0)
+    out = model.loss(batch, 0, torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    target, post, z = model.sample_posterior(batch, g)
+    shuffled = permute_dims(z[4:], g)  # the loss's next draw from the same generator
+    nll = F.binary_cross_entropy_with_logits(model.decode_logits(z), target, reduction="none").flatten(1).sum(1)
+    kl = (0.5 * (post.mean ** 2 + post.logvar.exp() - 1 - post.logvar)).sum(1)
+    real, fake = model.discriminator(z[:4]), model.discriminator(shuffled)
+    zeros, ones = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
+    tc = (real[:, 0] - real[:, 1]).mean()
+    disc = 0.5 * (F.cross_entropy(real, zeros) + F.cross_entropy(fake, ones))
+    accuracy = torch.cat([real.argmax(1) == 0, fake.argmax(1) == 1]).float().mean()
+    terms = {k: v.item() for k, v in out.terms.items()}
+    assert terms["reconstruction"] == pytest.approx(nll.mean().item(), rel=1e-5)
+    assert terms["kl"] == pytest.approx(kl[:4].mean().item(), rel=1e-5)
+    assert terms["total_correlation"] == pytest.approx(tc.item(), rel=1e-5)
+    assert terms["discriminator"] == pytest.approx(disc.item(), rel=1e-5)
+    assert terms["discriminator_accuracy"] == pytest.approx(accuracy.item())
+    expected = nll.mean() + kl[:4].mean() + 7.5 * tc + disc
+    assert out.total.item() == pytest.approx(expected.item(), abs=1e-4)
+    # each alternative differs from the right value by more than the tolerances above
+    assert abs(nll.mean() - nll[:4].mean()).item() > 1e-3
+    assert abs(6.5 * tc.item()) > 1e-3
+    swapped = 0.5 * (F.cross_entropy(real, ones) + F.cross_entropy(fake, zeros))
+    unpermuted = 0.5 * (F.cross_entropy(real, zeros) + F.cross_entropy(model.discriminator(z[4:]), ones))
+    assert abs(swapped - disc).item() > 1e-4 and abs(unpermuted - disc).item() > 1e-4
+
+
+def test_odd_frame_count_leaves_the_last_frame_out_of_the_halves():
+    model = build_model("factor_vae", tiny_env(), **TINY)
+    batch = tiny_env().sample_trajectories(7, 0, 0)
+    out = model.loss(batch, 0, torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    target, post, z = model.sample_posterior(batch, g)
+    real, fake = model.discriminator(z[:3]), model.discriminator(permute_dims(z[3:6], g))
+    disc = 0.5 * (F.cross_entropy(real, torch.zeros(3, dtype=torch.long))
+                  + F.cross_entropy(fake, torch.ones(3, dtype=torch.long)))
+    nll = F.binary_cross_entropy_with_logits(model.decode_logits(z), target, reduction="none").flatten(1).sum(1)
+    assert out.terms["discriminator"].item() == pytest.approx(disc.item(), rel=1e-5)
+    assert out.terms["reconstruction"].item() == pytest.approx(nll.mean().item(), rel=1e-5)  # all 7 frames
 
 
 def test_discriminator_has_its_own_optimiser_settings():

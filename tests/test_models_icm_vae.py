@@ -88,6 +88,9 @@ def test_shapes_and_buffers(env):
     # the decoder averages one decoder per block
     per_block = torch.stack([net(z[:, i * K:(i + 1) * K]) for i, net in enumerate(model.decoder.nets)]).mean(0)
     assert torch.allclose(model.decode_logits(z), per_block.view(5, 3, 16, 16))
+    for flow in (model.mechanisms, model.prior):  # both flows' s and t nets at flow_hidden (TINY: 8)
+        assert [m.out_features for m in flow.s if isinstance(m, torch.nn.Linear)] == [8, 8, K]
+        assert [m.out_features for m in flow.t if isinstance(m, torch.nn.Linear)] == [8, 8, K]
 
 
 
@@ -156,6 +159,25 @@ def test_loss_is_deterministic_and_reaches_every_parameter(env):
     assert torch.equal(a.total, b.total)  # no sampling: the generator is unused
     a.total.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_label_prior_context_carries_gradient_to_the_encoder(env):
+    # mu~_i reads the learned latents z as its context: the label term trains the encoder through that path too
+    model = tiny_model(env, warmup_steps=0)
+    batch = env.sample_trajectories(6, 0, rng=4)
+    params = list(model.encoder.parameters())
+    grads = torch.autograd.grad(model.loss(batch, 0).terms["label"], params)
+    z = model.representation(batch.obs[:, 0])
+    u = model.standardize(batch.factors[:, 0]).repeat_interleave(K, dim=-1)
+
+    def label(context):
+        return 0.5 * (z - model.prior(u, context=context)[0]).square().sum(-1).mean()
+
+    through_context = torch.autograd.grad(label(z), params, retain_graph=True)
+    without_context = torch.autograd.grad(label(z.detach()), params)
+    for got, expected in zip(grads, through_context):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
+    assert max((a - b).abs().max().item() for a, b in zip(through_context, without_context)) > 1e-4
 
 
 # -- interventions ---------------------------------------------------------------------------

@@ -93,10 +93,25 @@ def test_mlp_regression_is_a_sum_of_per_latent_mlps(temporal_env):
     for i in range(3):
         x = torch.stack([h_t[:, i], h_prev[:, i]], dim=-1)  # psi_i(h_i^t, h_i^{t-1})
         for layer in model.psi:
-            x = x @ layer.weight[i].T + layer.bias[i] if isinstance(layer, ParallelLinear) else layer(x)
+            if isinstance(layer, ParallelLinear):
+                x = x @ layer.weight[i].T + (0.0 if layer.bias is None else layer.bias[i])
+            else:
+                x = layer(x)
         expected += x[:, 0]
     assert torch.allclose(model.regression(h_t, h_prev), expected, atol=1e-6)
     assert not torch.allclose(model.regression(h_prev, h_t), expected)  # the input order matters
+
+
+def test_psi_hidden_layers_are_bias_free_and_the_output_is_biased(temporal_env):
+    # the reference's ParallelMLP: hidden ParallelLinear(..., bias=False), output ParallelLinear with a bias
+    model = tiny_model(temporal_env, latent_dim=3, psi_hidden=(8, 8))
+    linears = [layer for layer in model.psi if isinstance(layer, ParallelLinear)]
+    assert [layer.bias is None for layer in linears] == [True, True, False]
+    assert linears[-1].bias.shape == (3, 1)
+    assert sum(p.numel() for p in model.psi.parameters()) == 3 * (2 * 8 + 8 * 8 + 8 * 1 + 1)
+    assert [type(m).__name__ for m in model.psi if not isinstance(m, ParallelLinear)] == ["LeakyReLU"] * 2
+    elu = tiny_model(temporal_env, latent_dim=3, psi_hidden=(8,), mlp_activation="elu")
+    assert [type(m).__name__ for m in elu.psi] == ["ParallelLinear", "ELU", "ParallelLinear"]
 
 
 def test_loss_by_hand(temporal_env):
@@ -112,6 +127,21 @@ def test_loss_by_hand(temporal_env):
     assert out.total.item() == pytest.approx(bce, rel=1e-6)
     assert out.terms["bce"].item() == pytest.approx(bce, rel=1e-6)
     assert out.terms["accuracy"].item() == pytest.approx(accuracy)
+
+
+def test_longer_windows_use_every_consecutive_pair(temporal_env):
+    model = hand_abs_model(temporal_env)
+    frames = torch.tensor([[[0.1, 0.2], [0.3, -0.2], [1.0, 0.5]], [[1.0, -1.0], [0.9, -0.8], [-0.4, 0.1]]])
+    obs = torch.zeros(2, 3, 20)
+    obs[..., :2] = frames
+    batch = Trajectory(obs=obs, actions=torch.zeros(2, 2, 0), factors=torch.zeros(2, 3, 10))
+    out = model.loss(batch, 0, torch.Generator().manual_seed(3))
+    pairs = [(frames[b, t + 1].tolist(), frames[b, t].tolist()) for b in range(2) for t in range(2)]  # (h^t, h^t-1)
+    perm = torch.randperm(4, generator=torch.Generator().manual_seed(3)).tolist()
+    logits = [hand_r(h_t, h_prev) for h_t, h_prev in pairs] + [hand_r(pairs[i][0], pairs[perm[i]][1]) for i in range(4)]
+    labels = [1] * 4 + [0] * 4
+    bce = np.mean([math.log1p(math.exp(-v)) if y else math.log1p(math.exp(v)) for v, y in zip(logits, labels)])
+    assert out.total.item() == pytest.approx(bce, rel=1e-6)
 
 
 def test_negatives_come_from_the_generator(temporal_env):

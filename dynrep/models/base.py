@@ -30,6 +30,12 @@ class ModelConfig:
         batch_size: episodes per training step.
         episode_length: actions per training episode (0 = independent frames).
         lr: Adam learning rate (models may give parts their own rates).
+        weight_decay: L2 penalty ``weight_decay * ||W||^2 / 2`` on the weight matrices and conv kernels
+            (parameters with >= 2 dims; biases and scales are not decayed), added to their gradients by
+            Adam (its coupled ``weight_decay``: the gradient of a TensorFlow ``l2_regularizer`` in the loss).
+        lr_decay_rate, lr_decay_steps: step decay of every parameter group's learning rate, multiplied by
+            ``lr_decay_rate ** (step // lr_decay_steps)`` at optimiser step ``step`` (TensorFlow's staircase
+            ``exponential_decay``); ``lr_decay_steps`` None: constant rates.
         max_action_magnitude: actions of training episodes have magnitudes ``1..max``.
         channels: conv channels per stride-2 layer (image observations).
         hidden: width of the fully connected layer after the conv stack.
@@ -44,6 +50,9 @@ class ModelConfig:
     batch_size: int = 64
     episode_length: int = 0
     lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_decay_rate: float = 1.0
+    lr_decay_steps: int | None = None
     max_action_magnitude: int = 1
     channels: tuple[int, ...] = (32, 32, 64, 64)
     hidden: int = 256
@@ -74,6 +83,15 @@ class ModelConfig:
             raise ValueError(f"mlp_activation must be one of {MLP_ACTIVATIONS}, got {self.mlp_activation!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be a positive float, got {self.lr!r}")
+        if isinstance(self.weight_decay, bool) or not (isinstance(self.weight_decay, (int, float))
+                                                       and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a float >= 0, got {self.weight_decay!r}")
+        if isinstance(self.lr_decay_rate, bool) or not (isinstance(self.lr_decay_rate, (int, float))
+                                                        and 0 < self.lr_decay_rate <= 1):
+            raise ValueError(f"lr_decay_rate must be a float in (0, 1], got {self.lr_decay_rate!r}")
+        steps = self.lr_decay_steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"lr_decay_steps must be None or an integer >= 1, got {steps!r}")
 
 
 @dataclass

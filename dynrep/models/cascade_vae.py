@@ -1,10 +1,25 @@
 """CascadeVAE (Jeong & Song, ICML 2019): an information cascade on continuous latents plus one
-balanced categorical latent (specs/latent.md 1.6).
+balanced categorical latent (specs/latent.md 1.6; reference: ``Dsprites_exp/CascadeVAE/model.py``,
+``tfops/nets.py`` and ``tfops/lr_op.py`` of snu-mllab/DisentanglementICML19).
 
-Continuous part: per-dimension KL weights. At stage ``s = step // cascade_period`` the first
-``min(s + 1, latent_dim)`` dimensions are weighted by ``beta_low`` and the rest by ``beta_high``,
-so dimensions are released one at a time (the original's schedule; LiLS starts every dimension
-at 10 and moves dimension ``i`` to 2.0 at step ``(i + 1) * 20,000`` -- set ``beta_low=2.0`` for it).
+Continuous part: per-dimension KL weights, the first ``released`` dimensions at ``beta_low`` and the
+rest at ``beta_high``, with stage ``s = step // cascade_period`` and (:func:`released_dims`)
+
+* ``cascade_schedule="jeong_song"`` (default, the reference's ``run_batch``): ``min(s + 1, latent_dim)``
+  before ``discrete_start`` and ``min(s, latent_dim)`` from then on, so the cascade holds one stage when
+  the discrete stage starts (``discrete_start`` must be a multiple of ``cascade_period``: the reference
+  starts it at stage ``ntime = 4``);
+* ``cascade_schedule="lils"`` (the Lost-in-Latent-Space study's ``InfoCascadeLoss``, ``src/training/loss.py``
+  of mmrl/lost-in-latent-space): ``min(s, latent_dim)``, every dimension starts at ``beta_high`` and
+  dimension ``i`` is released at step ``(i + 1) * cascade_period``. The study's ``cascade`` training
+  config (``scripts/configs/training.py``) has beta_low 2.0, lr 3e-4, no L2 and no LR decay: set
+  ``beta_low=2.0, lr=3e-4, weight_decay=0.0, lr_decay_steps=None`` with it.
+
+Optimisation (the reference's defaults): Adam lr 1e-4, L2 weight decay 4e-5 on the conv and linear weights
+(``slim.l2_regularizer(0.00004)``, not the biases) and the learning rate x0.3 every 50,000 steps
+(``stair_decay``, ``a3``). The reference builds that decay but never runs the op that advances its step
+counter (``update_step_op``), so the released code trains at lr 1e-4 throughout: ``lr_decay_steps=None``
+reproduces that.
 
 Discrete part: from ``discrete_start`` on, each batch picks one category ``d_i`` per sample by
 minimising ``sum_i u[i, d_i] + balance * sum_j n_j (n_j - 1) / 2`` where ``u[i, j]`` is the
@@ -33,10 +48,27 @@ from dynrep.models.registry import register_model
 from dynrep.models.vae import VAE, elementwise_nll
 
 
-def cascade_weights(step: int, latent_dim: int, period: int, beta_low: float, beta_high: float) -> np.ndarray:
-    """KL weight of each continuous dimension at optimiser ``step``: ``[latent_dim]``; the first
-    ``min(step // period + 1, latent_dim)`` dimensions get ``beta_low``, the others ``beta_high``."""
-    released = min(step // period + 1, latent_dim)
+CASCADE_SCHEDULES = ("jeong_song", "lils")
+
+
+def released_dims(step: int, latent_dim: int, period: int, discrete_start: int,
+                  schedule: str = "jeong_song") -> int:
+    """Number of continuous dimensions at ``beta_low`` at optimiser ``step`` (module docstring): with
+    ``s = step // period``, ``"jeong_song"``: ``min(s + 1, latent_dim)`` before ``discrete_start``, then
+    ``min(s, latent_dim)``; ``"lils"``: ``min(s, latent_dim)``."""
+    if schedule not in CASCADE_SCHEDULES:
+        raise ValueError(f"cascade_schedule must be one of {CASCADE_SCHEDULES}, got {schedule!r}")
+    stage = step // period
+    if schedule == "jeong_song" and step < discrete_start:
+        stage += 1
+    return min(stage, latent_dim)
+
+
+def cascade_weights(step: int, latent_dim: int, period: int, beta_low: float, beta_high: float,
+                    discrete_start: int, schedule: str = "jeong_song") -> np.ndarray:
+    """KL weight of each continuous dimension at optimiser ``step``: ``[latent_dim]``, ``beta_low`` for the
+    first :func:`released_dims` dimensions and ``beta_high`` for the others."""
+    released = released_dims(step, latent_dim, period, discrete_start, schedule)
     return np.where(np.arange(latent_dim) < released, beta_low, beta_high)
 
 
@@ -71,9 +103,13 @@ class CascadeVAE(VAE):
         num_categories: int = 3
         batch_size: int = 64
         lr: float = 1e-4
+        weight_decay: float = 4e-5
+        lr_decay_rate: float = 0.3
+        lr_decay_steps: int | None = 50_000
         beta_low: float = 0.1
         beta_high: float = 10.0
         cascade_period: int = 20_000
+        cascade_schedule: str = "jeong_song"
         discrete_start: int = 80_000
         balance: float = 1e-3
 
@@ -82,6 +118,13 @@ class CascadeVAE(VAE):
             check_int("num_categories", self.num_categories, 2)
             check_int("cascade_period", self.cascade_period, 1)
             check_int("discrete_start", self.discrete_start, 0)
+            if self.cascade_schedule not in CASCADE_SCHEDULES:
+                raise ValueError(f"cascade_schedule must be one of {CASCADE_SCHEDULES}, "
+                                 f"got {self.cascade_schedule!r}")
+            if self.cascade_schedule == "jeong_song" and self.discrete_start % self.cascade_period:
+                raise ValueError(f"discrete_start must be a multiple of cascade_period with cascade_schedule="
+                                 f"'jeong_song' (the cascade holds its stage when the discrete stage starts), got "
+                                 f"discrete_start={self.discrete_start}, cascade_period={self.cascade_period}")
             for name in ("beta_low", "beta_high", "balance"):
                 if not getattr(self, name) >= 0:
                     raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -116,12 +159,13 @@ class CascadeVAE(VAE):
             discrete = z.new_zeros(len(z), c.num_categories)
         reconstruction = self.reconstruction_term(self.decode_logits(torch.cat([z, discrete], 1)), target)
         kl_per_dim = 0.5 * (post.mean.square() + post.logvar.exp() - 1.0 - post.logvar).mean(0)
+        released = released_dims(step, c.latent_dim, c.cascade_period, c.discrete_start, c.cascade_schedule)
         weights = kl_per_dim.new_tensor(cascade_weights(step, c.latent_dim, c.cascade_period, c.beta_low,
-                                                        c.beta_high))
+                                                        c.beta_high, c.discrete_start, c.cascade_schedule))
         kl = kl_per_dim.sum()
         total = reconstruction + (weights * kl_per_dim).sum()
         return LossOutput(total, {"reconstruction": reconstruction, "kl": kl,
-                                  "released_dims": kl.new_tensor(float((weights == c.beta_low).sum()))})
+                                  "released_dims": kl.new_tensor(float(released))})
 
     def traverse(self, obs: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, list[str]]:
         """One row per continuous dimension (swept over [-3, 3], category fixed at the inferred one), then a

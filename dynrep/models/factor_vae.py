@@ -1,10 +1,12 @@
 """FactorVAE (Kim & Mnih, ICML 2018): a VAE whose total correlation is penalised through a discriminator.
 
-The batch is split in halves (specs/latent.md 1.5). The first half gives the VAE loss
-``reconstruction + KL + gamma * TC`` with ``TC ~= mean(D(z)[:, 0] - D(z)[:, 1])``; the
-discriminator ``D`` (MLP ``latent_dim -> 1000 x 6 (LeakyReLU 0.2) -> 2``) learns to tell samples
-of ``q(z)`` (class 0: the first half's ``z``) from samples of the product of its marginals
-(class 1: the second half's ``z`` with every dimension permuted across the batch independently).
+The batch is split in halves as in the Lost-in-Latent-Space study's ``FactorLoss`` (specs/latent.md 1.5,
+``src/training/loss.py`` of mmrl/lost-in-latent-space): the VAE loss is ``reconstruction + KL + gamma * TC``
+with the reconstruction over the whole batch and the KL and ``TC ~= mean(D(z)[:, 0] - D(z)[:, 1])`` over
+the first half (each a batch mean); the discriminator ``D`` (MLP ``latent_dim -> 1000 x 6 (LeakyReLU 0.2)
+-> 2``) learns to tell samples of ``q(z)`` (class 0: the first half's ``z``) from samples of the product
+of its marginals (class 1: the second half's ``z`` with every dimension permuted across the batch
+independently). With an odd number of frames the last one is reconstructed but left out of the halves.
 
 The discriminator has its own Adam hyper-parameters (lr 1e-4, betas (0.5, 0.9)) as a separate
 parameter group of the trainer's optimiser, and both losses are summed into one backward pass:
@@ -82,7 +84,7 @@ class FactorVAE(VAE):
         target, post, z = self.sample_posterior(batch, generator)
         half = len(z) // 2
         first = slice(0, half)
-        reconstruction = self.reconstruction_term(self.decode_logits(z[first]), target[first])
+        reconstruction = self.reconstruction_term(self.decode_logits(z), target)
         kl = gaussian_kl(post.mean[first], post.logvar[first]).mean()
         frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
         logits = functional_call(self.discriminator, frozen, (z[first],))

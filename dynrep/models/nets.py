@@ -34,13 +34,15 @@ BROADCAST_LAYERS, BROADCAST_CHANNELS = 3, 64
 
 
 def _stack(sizes: Sequence[int], activation: str, linear) -> nn.Sequential:
-    """``linear(a, b)`` layers between consecutive ``sizes`` with ``activation`` between them."""
+    """``linear(a, b, output)`` layers between consecutive ``sizes`` (``output`` True for the last) with
+    ``activation`` between them."""
     if activation not in MLP_ACTIVATIONS:
         raise ValueError(f"mlp_activation must be one of {MLP_ACTIVATIONS}, got {activation!r}")
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(linear(a, b))
-        if i < len(sizes) - 2:
+        output = i == len(sizes) - 2
+        layers.append(linear(a, b, output))
+        if not output:
             layers.append(_ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
@@ -48,7 +50,7 @@ def _stack(sizes: Sequence[int], activation: str, linear) -> nn.Sequential:
 def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
     """Linear layers between consecutive ``sizes`` (``[B, sizes[0]] -> [B, sizes[-1]]``) with ``activation``
     (one of :data:`MLP_ACTIVATIONS`) between them, not after the last."""
-    return _stack(sizes, activation, nn.Linear)
+    return _stack(sizes, activation, lambda a, b, output: nn.Linear(a, b))
 
 
 def _check_image(shape: Sequence[int], channels: Sequence[int]) -> int:
@@ -160,7 +162,8 @@ class ParallelLinear(nn.Module):
         return out if self.bias is None else out + self.bias
 
 
-def parallel_mlp(n: int, sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
+def parallel_mlp(n: int, sizes: Sequence[int], activation: str = "relu", hidden_bias: bool = True) -> nn.Sequential:
     """``n`` independent MLPs through ``sizes`` run as one: ``[B, n, sizes[0]] -> [B, n, sizes[-1]]``,
-    :class:`ParallelLinear` layers with ``activation`` (:data:`MLP_ACTIVATIONS`) between them."""
-    return _stack(sizes, activation, lambda a, b: ParallelLinear(n, a, b))
+    :class:`ParallelLinear` layers with ``activation`` (:data:`MLP_ACTIVATIONS`) between them; with
+    ``hidden_bias=False`` only the output layer has a bias."""
+    return _stack(sizes, activation, lambda a, b, output: ParallelLinear(n, a, b, bias=hidden_bias or output))

@@ -9,8 +9,9 @@ commit ce29394):
 
 * regression function ``r(h^t, h^{t-1}) = sum_i psi_i(h_i^t, h_i^{t-1})``:
   ``r_func="mlp"`` (the runs' ``--r_func mlp``, default here): each ``psi_i`` its own MLP
-  ``2 -> [512]x5 -> 1`` (``psi_hidden``) on the input ``(h_i^t, h_i^{t-1})``, all ``d_z`` run as one
-  batched :func:`~dynrep.models.nets.parallel_mlp`;
+  ``2 -> [512]x5 -> 1`` (``psi_hidden``) on the input ``(h_i^t, h_i^{t-1})`` with bias-free hidden layers
+  and a biased output layer (the reference's ``ParallelMLP(2, 1, 512, 5, d_z, bn=False)``, ``model/nn.py``),
+  all ``d_z`` run as one batched :func:`~dynrep.models.nets.parallel_mlp`;
   ``r_func="abs"`` (the reference's ``"default"``):
   ``-sum_i |w1_i h_i^t + w2_i h_i^{t-1} + b_i| + sum_i (h_i^t)^2 + c`` with learnable ``w1``
   (init 1), ``w2`` (init -1), ``b`` (init 0), ``c`` (init 0);
@@ -69,7 +70,7 @@ class PCL(RepresentationModel):
         super().__init__(env, config)
         d = config.latent_dim
         if config.r_func == "mlp":
-            self.psi = parallel_mlp(d, [2, *config.psi_hidden, 1], config.mlp_activation)
+            self.psi = parallel_mlp(d, [2, *config.psi_hidden, 1], config.mlp_activation, hidden_bias=False)
         else:
             self.w1 = nn.Parameter(torch.ones(d))
             self.w2 = nn.Parameter(-torch.ones(d))

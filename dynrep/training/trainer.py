@@ -9,7 +9,24 @@ import torch
 
 
 from dynrep.checks import check_int
+from dynrep.schedules import staircase_decay
 from dynrep.training.callbacks import Callback, NaNGuard
+
+
+def decayed_groups(groups: list[dict], weight_decay: float) -> list[dict]:
+    """Optimiser groups with L2 ``weight_decay`` on the weights only: each group split into its parameters
+    with >= 2 dims (weight matrices, conv kernels) at ``weight_decay`` and the others (biases, scales) at 0,
+    as TensorFlow's ``weights_regularizer``; ``weight_decay`` 0: ``groups`` unchanged."""
+    if not weight_decay:
+        return groups
+    out = []
+    for group in groups:
+        params = list(group["params"])
+        for chosen, decay in (([p for p in params if p.ndim >= 2], weight_decay),
+                              ([p for p in params if p.ndim < 2], 0.0)):
+            if chosen:
+                out.append({**group, "params": chosen, "weight_decay": decay})
+    return out
 
 
 class Trainer:
@@ -18,14 +35,19 @@ class Trainer:
     Each step draws ``config.batch_size`` episodes of ``config.episode_length`` actions
     from the environment with the trainer's numpy generator, asks the model for its
     loss (passing the trainer's torch generator for sampling noise) and takes one Adam
-    step over the model's parameter groups. Everything that determines the next step
+    step over the model's parameter groups, with the config's ``weight_decay`` on their weights
+    (:func:`decayed_groups`) and, if ``lr_decay_steps`` is set, each group's learning rate times
+    ``lr_decay_rate ** (step // lr_decay_steps)``. Everything that determines the next step
     is in :meth:`state_dict`, so a restored trainer continues exactly.
     """
 
     def __init__(self, model, env, *, seed: int, device: torch.device):
         self.model, self.env, self.device = model, env, device
+        groups = decayed_groups(model.parameter_groups(), model.config.weight_decay)
         # The fused kernel updates all parameters in one call: the cheapest optimiser step on CPU and CUDA.
-        self.optimizer = torch.optim.Adam(model.parameter_groups(), fused=device.type in ("cpu", "cuda"))
+        self.optimizer = torch.optim.Adam(groups, fused=device.type in ("cpu", "cuda"))
+        # The schedule's base rates come from the config, not the optimiser state: a pure function of the step.
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.step = 0
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator(device=device).manual_seed(seed)
@@ -62,6 +84,7 @@ class Trainer:
                 cb.on_loss(self, logs)
             self.optimizer.zero_grad(set_to_none=True)
             out.total.backward()
+            self.set_learning_rates()
             self.optimizer.step()
             self.step += 1
             for name, value in logs.items():
@@ -72,6 +95,15 @@ class Trainer:
         for cb in callbacks:
             cb.on_train_end(self, reason)
         return self.history
+
+    def set_learning_rates(self) -> None:
+        """Each group's rate for the current step under the config's step decay (no-op without one)."""
+        c = self.model.config
+        if c.lr_decay_steps is None:
+            return
+        factor = staircase_decay(self.step, c.lr_decay_rate, c.lr_decay_steps)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
 
     def state_dict(self) -> dict:
         """Tensors and plain values only (safe for ``torch.load(weights_only=True)``)."""

@@ -104,6 +104,12 @@ class BestValidation(Callback):
         return total / n
 
     def on_train_begin(self, trainer, steps: int) -> None:
+        # models without a config (duck-typed ones in tests) have no step decay
+        decay_steps = getattr(getattr(trainer.model, "config", None), "lr_decay_steps", None)
+        if self.lr_patience is not None and decay_steps is not None:
+            raise ValueError(f"lr_patience={self.lr_patience} would fight the model's step decay of the learning "
+                             f"rate (lr_decay_steps={decay_steps}): use one schedule, lr_patience=None or "
+                             "lr_decay_steps=None")
         stale = self.scheduler is None or self.scheduler.optimizer is not trainer.optimizer
         if self.lr_patience is not None and stale:
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
