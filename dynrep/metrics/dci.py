@@ -214,7 +214,8 @@ def dci(train_codes, train_factors, test_codes, test_factors, *, mode: str = "ex
                          f"num_factors), got {train_codes.shape[1]} codes and {train_factors.shape[1]} factors")
     models, train_score, test_score = fit_per_factor(estimator, train_codes, train_factors, test_codes,
                                                      test_factors, n_jobs, "r2" if continuous_factors else "accuracy")
-    importance = np.stack([_importances(m, train_codes, train_factors[:, k]) for k, m in enumerate(models)], axis=1)
+    importance = np.stack([_importances(model, train_codes, train_factors[:, k]) for k, model in enumerate(models)],
+                          axis=1)
     return {"disentanglement": disentanglement(importance), "completeness": completeness(importance),
             "informativeness_train": float(train_score.mean()), "informativeness_test": float(test_score.mean()),
             "importance": importance, "mode": mode}
