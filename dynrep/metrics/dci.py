@@ -196,8 +196,8 @@ def dci(train_codes, train_factors, test_codes, test_factors, *, mode: str = "ex
 
     Returns:
         ``disentanglement``, ``completeness``, ``informativeness_train``, ``informativeness_test`` (mean
-        accuracy, or R² for continuous factors, over factors) as floats, ``importance`` ``[D, K]`` (column k sums to 1 unless factor k's trees
-        never split) and ``mode``.
+        accuracy, or R² for continuous factors, over factors) as floats, ``importance`` ``[D, K]`` (column k
+        sums to 1 unless factor k's trees never split) and ``mode``.
 
     Deviation: the reference leaves the classifier's ``random_state`` unset (numpy's global RNG, which only
     breaks ties between equally good splits); here every factor's classifier gets ``random_state=seed`` so the
