@@ -115,17 +115,32 @@ def test_residual_importances_of_a_regressor_and_of_stumps():
     from sklearn.ensemble import HistGradientBoostingRegressor
     rng = np.random.RandomState(0)
     x = rng.randn(200, 3)
-    y = np.sin(2 * x[:, 1]) + 0.1 * rng.randn(200)
+    # small values: the summed drops are far below 1 and must still be normalised; two features share them
+    y = 1e-3 * (np.sin(2 * x[:, 1]) + 0.5 * x[:, 0] + 0.1 * rng.randn(200))
     with threadpool_limits(1, user_api="openmp"):
-        model = HistGradientBoostingRegressor(max_iter=4, max_depth=2, min_samples_leaf=1).fit(x, y)
+        model = HistGradientBoostingRegressor(max_iter=6, max_depth=3, min_samples_leaf=1).fit(x, y)
         constant = HistGradientBoostingRegressor(max_iter=3).fit(np.ones((50, 2)), rng.randn(50))
     importance, raw = np.zeros(3), np.full(200, model._baseline_prediction.item())
     for (tree,), after in zip(model._predictors, model.staged_predict(x)):
         for f, drop in node_residual_sums(tree.nodes, x, y - raw):
             importance[f] += drop
         raw = after
-    assert residual_importances(model, x, y) == pytest.approx(importance / importance.sum(), rel=1e-9)
+    out = residual_importances(model, x, y)
+    assert out == pytest.approx(importance / importance.sum(), rel=1e-9)
+    assert out.sum() == pytest.approx(1.0) and 0.05 < out[0] < out[1]
     assert not residual_importances(constant, np.ones((50, 2)), rng.randn(50)).any()  # no tree splits
+
+
+def test_residual_importances_need_a_fitted_model(noisy_data):
+    x_train, y_train = noisy_data[0], noisy_data[1][:, 0]
+    message = r"no fitted _predictors / _baseline_prediction; dci\(mode='fast'\) needs them \(use mode='exact'\)"
+    with pytest.raises(RuntimeError, match=message):
+        residual_importances(HistGradientBoostingClassifier(), x_train, y_train)
+    with threadpool_limits(1, user_api="openmp"):
+        model = HistGradientBoostingClassifier(max_iter=2).fit(x_train, y_train)
+    del model._baseline_prediction
+    with pytest.raises(RuntimeError, match=message):
+        residual_importances(model, x_train, y_train)
 
 
 def test_fast_mode_within_its_stated_bound_of_the_reference():
