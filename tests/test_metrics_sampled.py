@@ -79,9 +79,13 @@ def test_factor_vae_votes_match_the_reference_loop(monkeypatch):
     global_var = np.var(codes, axis=0, ddof=1)
     active = np.sqrt(global_var) >= 0.05
     assert active.tolist() == [True, True, True, False]  # the constant code is pruned
-    np.testing.assert_array_equal(result["votes"],
-                                  reference_factor_vae_votes(env, mixing, rng, 60, 16, global_var, active))
+    train_votes = reference_factor_vae_votes(env, mixing, rng, 60, 16, global_var, active)
+    eval_votes = reference_factor_vae_votes(env, mixing, rng, 30, 16, global_var, active)
+    np.testing.assert_array_equal(result["votes"], train_votes)
     assert result["num_active_dims"] == 3 and result["votes"].sum() == 60
+    classifier = np.argmax(train_votes, axis=0)  # the reference's: fitted on the training votes, applied to both
+    assert result["train_accuracy"] == np.sum(train_votes[classifier, np.arange(4)]) / 60
+    assert result["eval_accuracy"] == np.sum(eval_votes[classifier, np.arange(4)]) / 30
 
 
 def test_factor_vae_perfect_mixed_random_and_inactive():
@@ -182,3 +186,24 @@ def test_chen_mig_through_compute_reads_the_posterior():
     assert result["mig"] > 0.9 and result["mutual_info"][3].max() < 0.01  # the prior-like code carries no MI
     with pytest.raises(ValueError, match="mig with estimator='chen' reads the encoder's Gaussians"):
         compute("mig", env, identity, estimator="chen", num_train=50)
+
+
+def test_encode_factors_of_real_valued_factors():
+    class Continuous(FactorVectors):
+        def __init__(self):
+            super().__init__()
+            self.factors = FactorSpace(("a", "b"), (None, None), (False, False))
+
+        def render(self, factors):
+            return np.asarray(factors, dtype=np.float32)
+
+    seen = []
+
+    def rep(obs):
+        seen.append(len(obs))
+        return 2 * obs
+
+    factors = np.repeat(np.array([[0.5, -1.0], [2.0, 0.25], [0.5, 3.0]]), 4, axis=0)[::-1]
+    codes = Sampler(Continuous(), rep, batch_size=2).encode_factors(factors)
+    assert sum(seen) == 3
+    np.testing.assert_array_equal(codes, 2 * factors)
