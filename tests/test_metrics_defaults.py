@@ -216,3 +216,23 @@ def test_compute_switches_continuous_factors_from_the_world(monkeypatch):
     compute("dci", FactorVectors(), lambda obs: obs, num_train=20, num_test=10)
     compute("dci", FactorVectors(), lambda obs: obs, num_train=20, num_test=10, continuous_factors=True)
     assert [kwargs["continuous_factors"] for _, kwargs in calls] == [True, False, True]  # an explicit option wins
+
+
+def test_compute_seed_defaults_to_the_reference_seed_and_reaches_the_sampled_metrics():
+    # evaluation.random_seed = 0 in every metric gin config; the sampled metrics draw from the same seed.
+    env = FactorVectors()
+    codes, factors = Sampler(env, lambda obs: obs, seed=0).sample(200)
+    assert compute("mig", env, lambda obs: obs, num_train=200)["mig"] == mig(codes, factors)["mig"]
+    noisy = np.random.default_rng(0).normal(size=(4 * 5 * 3, 3))
+
+    def representation(obs):  # a fixed noisy code per state: the votes depend on which states are drawn
+        return np.asarray(obs, dtype=np.float64) + noisy[env.factors.to_index(np.asarray(obs, dtype=np.int64))]
+
+    for seed in (0, 3):
+        expected = factor_vae_score(Sampler(env, representation, seed=seed, batch_size=64), num_variance_estimate=200,
+                                    num_train=40, num_eval=20)
+        result = compute("factor_vae", env, representation, seed=seed, num_train=40, num_test=20,
+                         num_variance_estimate=200)
+        np.testing.assert_array_equal(result["votes"], expected["votes"])
+    assert not np.array_equal(result["votes"], compute("factor_vae", env, representation, num_train=40, num_test=20,
+                                                       num_variance_estimate=200)["votes"])
