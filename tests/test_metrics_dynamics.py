@@ -179,5 +179,6 @@ def test_latent_prediction_error_per_step():
     predicted[0, 1] = [3.0, 4.0]  # squared distance 25
     predicted[1, 2] = [1.0, 0.0]  # squared distance 1
     np.testing.assert_allclose(latent_prediction_error(predicted, encoded), [0.0, 12.5, 0.5])
+    np.testing.assert_allclose(latent_prediction_error(predicted + 1, encoded + 1), [0.0, 12.5, 0.5])  # a difference
     with pytest.raises(ValueError, match=r"must both have shape \[N, T\+1, D\]"):
         latent_prediction_error(predicted[:, :2], encoded)

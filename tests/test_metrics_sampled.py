@@ -79,9 +79,13 @@ def test_factor_vae_votes_match_the_reference_loop(monkeypatch):
     global_var = np.var(codes, axis=0, ddof=1)
     active = np.sqrt(global_var) >= 0.05
     assert active.tolist() == [True, True, True, False]  # the constant code is pruned
-    np.testing.assert_array_equal(result["votes"],
-                                  reference_factor_vae_votes(env, mixing, rng, 60, 16, global_var, active))
+    train_votes = reference_factor_vae_votes(env, mixing, rng, 60, 16, global_var, active)
+    eval_votes = reference_factor_vae_votes(env, mixing, rng, 30, 16, global_var, active)
+    np.testing.assert_array_equal(result["votes"], train_votes)
     assert result["num_active_dims"] == 3 and result["votes"].sum() == 60
+    classifier = np.argmax(train_votes, axis=0)  # the reference's: fitted on the training votes, applied to both
+    assert result["train_accuracy"] == np.sum(train_votes[classifier, np.arange(4)]) / 60
+    assert result["eval_accuracy"] == np.sum(eval_votes[classifier, np.arange(4)]) / 30
 
 
 def test_factor_vae_perfect_mixed_random_and_inactive():
@@ -182,3 +186,103 @@ def test_chen_mig_through_compute_reads_the_posterior():
     assert result["mig"] > 0.9 and result["mutual_info"][3].max() < 0.01  # the prior-like code carries no MI
     with pytest.raises(ValueError, match="mig with estimator='chen' reads the encoder's Gaussians"):
         compute("mig", env, identity, estimator="chen", num_train=50)
+
+
+def test_encode_factors_of_real_valued_factors():
+    class Continuous(FactorVectors):
+        def __init__(self):
+            super().__init__()
+            self.factors = FactorSpace(("a", "b"), (None, None), (False, False))
+
+        def render(self, factors):
+            return np.asarray(factors, dtype=np.float32)
+
+    seen = []
+
+    def rep(obs):
+        seen.append(len(obs))
+        return 2 * obs
+
+    factors = np.repeat(np.array([[0.5, -1.0], [2.0, 0.25], [0.5, 3.0]]), 4, axis=0)[::-1]
+    codes = Sampler(Continuous(), rep, batch_size=2).encode_factors(factors)
+    assert sum(seen) == 3
+    np.testing.assert_array_equal(codes, 2 * factors)
+
+
+def test_sample_transitions_are_one_action_steps_of_the_world():
+    env = FactorVectors()
+    sampler = Sampler(env, identity, seed=4, batch_size=3)
+    codes, next_codes, actions = sampler.sample_transitions(7)
+    assert codes.shape == next_codes.shape == (7, 3) and actions.shape == (7,)
+    np.testing.assert_array_equal(next_codes, env.step(codes.astype(np.int64), actions))
+    batch = env.sample_trajectories(3, 1, np.random.default_rng(4))  # the sampler's first batch, same stream
+    np.testing.assert_array_equal(codes[:3], batch.obs[:, 0].numpy())
+    one = sampler.sample_transitions(1)
+    assert [len(array) for array in one] == [1, 1, 1]
+    with pytest.raises(ValueError, match="num_samples"):
+        sampler.sample_transitions(0)
+    with pytest.raises(ValueError, match="FactorVectors has no discrete actions"):
+        Sampler(FactorVectors((1, 1)), identity).sample_transitions(3)
+
+
+def test_sampler_sizes_and_device():
+    env = FactorVectors()
+    assert [len(array) for array in Sampler(env, identity).sample(1)] == [1, 1]
+    with pytest.raises(ValueError, match="num_samples"):
+        Sampler(env, identity).sample(0)
+    with pytest.raises(ValueError, match="batch_size"):
+        Sampler(env, identity, batch_size=0)
+    with pytest.raises(ValueError, match="seed"):
+        Sampler(env, identity, seed=-1)
+    assert Sampler(env, identity, batch_size=1).sample(3)[0].shape == (3, 3)
+    devices = []
+
+    def rep(obs):
+        devices.append(obs.device.type)
+        return torch.zeros(len(obs), 2)
+
+    Sampler(env, rep, device="meta").sample(4)
+    assert devices == ["meta"]  # observations are moved where the model is
+
+
+def test_factor_vae_edge_cases():
+    env = FactorVectors()
+    assert factor_vae_score(Sampler(env, identity), num_train=40, num_eval=20, batch_size=2)["num_active_dims"] == 3
+    constant = factor_vae_score(Sampler(env, lambda obs: np.zeros((len(obs), 2))), num_train=10, num_eval=10)
+    assert constant["train_accuracy"] == 0.0 and constant["eval_accuracy"] == 0.0
+    np.testing.assert_array_equal(constant["votes"], np.zeros((3, 2), dtype=np.int64))
+    assert constant["votes"].dtype == np.int64
+
+
+def test_beta_vae_needs_two_factors_among_its_training_points():
+    env = FactorVectors((3, 4))
+    assert beta_vae_score(Sampler(env, identity), num_train=60, num_eval=20)["eval_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="the 1 training points cover a single factor"):
+        beta_vae_score(Sampler(env, identity), num_train=1, num_eval=1)
+
+
+def test_compute_passes_options_device_and_checks_sizes(monkeypatch):
+    import importlib
+    from dynrep.metrics import compute
+    compute_module = importlib.import_module("dynrep.metrics.compute")  # the package's compute is the function
+    seen = []
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs)
+        return {}
+
+    monkeypatch.setattr(compute_module, "true_independence", recording)
+    compute("true_independence", FactorVectors(), identity, num_train=5, abs_first=True)
+    assert seen[0]["abs_first"] is True
+    devices = []
+
+    def rep(obs):
+        devices.append(obs.device.type)
+        return torch.as_tensor(obs).new_zeros((len(obs), 2), device="cpu") + torch.arange(len(obs))[:, None]
+
+    compute("mig", FactorVectors(), rep, num_train=6, device="meta")
+    compute("factor_vae", FactorVectors(), rep, num_train=2, num_test=2, device="meta")
+    assert set(devices) == {"meta"}
+    for argument in ("num_train", "num_test", "batch_size"):
+        with pytest.raises(ValueError, match=argument):
+            compute("mig", FactorVectors(), identity, **{argument: 0})

@@ -117,8 +117,8 @@ def compute(name: str, env: Environment, representation_fn: RepresentationFn, *,
             ``estimator="chen"`` (Chen et al.'s MIG, which estimates the MI from q(z|x)), required there.
         options: passed to the array-level metric (e.g. ``mode="fast"`` for ``dci``,
             ``method="spearman"`` for ``mcc``); metrics with a ``seed`` (their estimators'
-            random state) get ``seed`` unless ``options`` sets it, and metrics with a
-            ``continuous_factors`` switch (``dci``, ``sap``) get True on worlds with continuous factors.
+            random state) get ``seed``, and metrics with a ``continuous_factors`` switch (``dci``,
+            ``sap``) get True on worlds with continuous factors unless ``options`` sets it.
 
     Returns:
         the array-level metric's dict.
@@ -131,7 +131,7 @@ def compute(name: str, env: Environment, representation_fn: RepresentationFn, *,
     batch_size = check_int("batch_size", spec.batch_size if batch_size is None else batch_size, 1)
     parameters = inspect.signature(spec.function).parameters
     if "seed" in parameters:  # estimators share the sampling seed, as in dlib
-        options = {"seed": seed, **options}
+        options["seed"] = seed
     if "continuous_factors" in parameters:
         options = {"continuous_factors": not env.factors.discrete, **options}
     if spec.sets == 0:

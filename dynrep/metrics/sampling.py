@@ -74,7 +74,11 @@ class Sampler:
         code shared by its repeats: exact for a deterministic representation (the encoder mean), and
         what makes the FactorVAE / β-VAE scores cheap on small worlds, whose millions of draws repeat
         a few states."""
-        unique, inverse = np.unique(factors, axis=0, return_inverse=True)
+        if self.env.factors.discrete:  # a 1-D unique of the states' indices is 40-60x faster than unique(axis=0)
+            _, first, inverse = np.unique(self.env.factors.to_index(factors), return_index=True, return_inverse=True)
+            unique = factors[first]
+        else:
+            unique, inverse = np.unique(factors, axis=0, return_inverse=True)
         codes = np.concatenate([self.encode(self.env.render(unique[start:start + self.batch_size]))
                                 for start in range(0, len(unique), self.batch_size)])
         return codes[inverse.reshape(-1)]
