@@ -14,23 +14,8 @@ from dynrep.metrics.beta_vae import beta_vae_score
 from dynrep.metrics.factor_vae import factor_vae_score
 from dynrep.metrics.mig import mig
 from dynrep.metrics.sampling import Sampler
+from metric_worlds import FactorVectors
 from dynrep.metrics.sap import sap
-
-
-class FactorVectors(Environment):
-    """Observations are the factor vectors themselves (float32)."""
-
-    def __init__(self, sizes=(4, 5, 3)):
-        self.factors = FactorSpace(tuple(f"f{k}" for k in range(len(sizes))), tuple(sizes), (False,) * len(sizes))
-        self.actions = ActionSpace.factor_shifts(self.factors)
-        self.observation_shape = (len(sizes),)
-        self.observation_dtype = np.dtype(np.float32)
-
-    def render(self, factors):
-        return self.factors.validate(factors).astype(np.float32)
-
-    def get_config(self):
-        return {}
 
 
 class ContinuousVectors(Environment):

@@ -4,27 +4,12 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from dynrep.envs.base import ActionSpace, Environment, FactorSpace
+from dynrep.envs.base import FactorSpace
 from dynrep.metrics import beta_vae, factor_vae
 from dynrep.metrics.beta_vae import beta_vae_score
 from dynrep.metrics.factor_vae import factor_vae_score
 from dynrep.metrics.sampling import Sampler
-
-
-class FactorVectors(Environment):
-    """Observations are the factor vectors themselves (float32), so a representation is any function of them."""
-
-    def __init__(self, sizes=(4, 5, 3)):
-        self.factors = FactorSpace(tuple(f"f{k}" for k in range(len(sizes))), tuple(sizes), (False,) * len(sizes))
-        self.actions = ActionSpace.factor_shifts(self.factors)
-        self.observation_shape = (len(sizes),)
-        self.observation_dtype = np.dtype(np.float32)
-
-    def render(self, factors):
-        return self.factors.validate(factors).astype(np.float32)
-
-    def get_config(self):
-        return {}
+from metric_worlds import FactorVectors
 
 
 def identity(obs):
