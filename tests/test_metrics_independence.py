@@ -105,6 +105,41 @@ def test_three_factors_average_over_pairs():
     assert out["factor_overlap"].shape == (3, 3)
 
 
+def test_action_fit_mse_is_the_mean_squared_residual_of_each_least_squares_map():
+    rng = np.random.RandomState(3)
+    z = rng.normal(size=(200, 3))
+    actions = np.arange(200) % 4
+    z_next = z + rng.normal(size=(4, 3))[actions] + 0.1 * rng.normal(size=z.shape)
+    out = true_independence(z, z_next, actions, factor_of_action=FACTOR_OF_ACTION)
+    for a in range(4):
+        x = np.concatenate([z[actions == a], np.ones((50, 1))], axis=1)
+        coef = np.linalg.lstsq(x, z_next[actions == a], rcond=None)[0]
+        assert out["action_fit_mse"][a] == pytest.approx(np.mean((x @ coef - z_next[actions == a]) ** 2), rel=1e-9)
+    assert np.all(out["action_fit_mse"] > 0.005)
+
+
+def test_exactly_dim_plus_one_samples_per_action_suffice():
+    e = np.eye(4) * 0.5
+    z, z_next, actions = _translations([e[0], -e[0], e[1], -e[1]], n=20)  # 5 samples per action in 4-D
+    out = true_independence(z, z_next, actions, factor_of_action=FACTOR_OF_ACTION)
+    assert out["independence"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_fixed_point_tolerance_is_relative_to_each_latent_norm():
+    """A point is fixed when |displacement| <= 1e-12 * (1 + |z|) for its own row z."""
+    rng = np.random.RandomState(4)
+    z = rng.uniform(1.0, 1.1, size=(40, 2))  # row norms in [1.41, 1.56]: thresholds in [2.41e-12, 2.56e-12]
+    actions = np.arange(40) % 2
+
+    def run(step):
+        shifts = np.array([[step, 0.0], [0.0, step]])
+        return true_independence(z, z + shifts[actions], actions, factor_of_action=[0, 1])
+
+    assert run(3e-12)["independence"] == pytest.approx(1.0, abs=1e-6)  # above every row's threshold
+    with pytest.raises(ValueError, match="action 0 does not move 40 of the latents"):
+        run(1e-12)  # below every row's threshold
+
+
 def test_errors():
     e = np.eye(4) * 0.5
     z, z_next, actions = _translations([e[0], -e[0], e[1], -e[1]], n=40)
@@ -112,13 +147,26 @@ def test_errors():
         true_independence(z[:12], z_next[:12], actions[:12], factor_of_action=FACTOR_OF_ACTION)
     with pytest.raises(ValueError, match="next_latents must have the shape of latents"):
         true_independence(z, z_next[:, :3], actions, factor_of_action=FACTOR_OF_ACTION)
-    with pytest.raises(ValueError, match=r"actions must be ids in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"actions must be ids in \[0, 3\) .*, got values \[0 1 2 3\]"):
         true_independence(z, z_next, actions, factor_of_action=[0, 0, 1])
     with pytest.raises(ValueError, match="at least two factors"):
         true_independence(z, z_next, actions, factor_of_action=[0, 0, 0, 0])
-    with pytest.raises(ValueError, match="actions must be integer action ids"):
+    with pytest.raises(ValueError, match="factor_of_action must be a 1-D integer sequence"):
+        true_independence(z, z_next, actions, factor_of_action=[0.0, 0.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="factor_of_action must be a 1-D integer sequence"):
+        true_independence(z, z_next, actions, factor_of_action=[[0, 0, 1, 1]])
+    with pytest.raises(ValueError, match=r"^latents contains NaN"):
+        true_independence(np.full_like(z, np.nan), z_next, actions, factor_of_action=FACTOR_OF_ACTION)
+    with pytest.raises(ValueError, match=r"^next_latents contains NaN"):
+        true_independence(z, np.full_like(z, np.nan), actions, factor_of_action=FACTOR_OF_ACTION)
+    with pytest.raises(ValueError, match=r"actions must be integer action ids of shape \(40,\)"):
         true_independence(z, z_next, actions.astype(float), factor_of_action=FACTOR_OF_ACTION)
     still = z_next.copy()
     still[actions == 1] = z[actions == 1]  # action 1 does nothing: no direction
     with pytest.raises(ValueError, match="action 1 does not move 40 of the latents"):
         true_independence(z, still, actions, factor_of_action=FACTOR_OF_ACTION)
+    turn = np.array([[0.0, -1.0], [1.0, 0.0]])  # a quarter turn about the origin: row 7 (the origin) is fixed
+    plane = np.random.RandomState(5).normal(size=(12, 2))
+    plane[7] = 0.0
+    with pytest.raises(ValueError, match=r"does not move 1 of the latents \(fixed points, first at row 7\)"):
+        true_independence(plane, plane @ turn.T, np.arange(12) % 2, factor_of_action=[0, 1])

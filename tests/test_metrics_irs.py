@@ -102,12 +102,27 @@ def test_constant_codes_are_dropped_as_in_reference():
     assert np.all(out["irs_matrix"][:, 1] == 0.0) and out["irs_matrix"].shape == (3, 4)
     dead = irs(np.zeros((2000, 2)), factors)
     assert dead["irs"] == 0.0 and dead["num_active_dims"] == 0
+    assert np.array_equal(dead["disentanglement_scores"], [0.0, 0.0]) and np.array_equal(dead["parents"], [-1, -1])
+    assert np.array_equal(dead["irs_matrix"], np.zeros((3, 2)))
+
+
+def test_quantile_zero_and_a_single_bin_are_valid():
+    rng = np.random.RandomState(6)
+    factors = _factors(n=500)
+    codes = factors + 0.5 * rng.normal(size=factors.shape)
+    expected, _, _ = _reference_irs(codes, factors, diff_quantile=0.0)
+    assert irs(codes, factors, diff_quantile=0.0)["irs"] == pytest.approx(expected, abs=1e-9)
+    # one bin puts every point in one group: its max deviation is the normaliser itself, so every score is 0
+    one_bin = irs(codes, factors, diff_quantile=1.0, num_bins=1)
+    assert np.allclose(one_bin["irs_matrix"], 0.0, atol=1e-12) and one_bin["irs"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_irs_errors():
     factors = _factors(n=100)
     with pytest.raises(ValueError, match=r"diff_quantile must be in \[0, 1\]"):
         irs(factors.astype(float), factors, diff_quantile=99)
+    with pytest.raises(ValueError, match=r"diff_quantile must be in \[0, 1\], got 1.5"):
+        irs(factors.astype(float), factors, diff_quantile=1.5)
     with pytest.raises(ValueError, match="num_bins must be a positive integer or None"):
         irs(factors.astype(float), factors, num_bins=0)
     with pytest.raises(ValueError, match="factors must have 50 rows"):

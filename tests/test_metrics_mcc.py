@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import r2_score
 
-from dynrep.metrics.mcc import linear_score, mcc
+from dynrep.metrics.mcc import abs_correlation, linear_score, mcc
 
 
 def _sources(n=800, k=4, seed=0):
@@ -111,6 +111,15 @@ def test_linear_score_parity_and_sanity():
     assert linear_score(true, rng.normal(size=(800, 3)))["r2"] < 0.05
 
 
+def test_abs_correlation_is_pearson_by_default():
+    rng = np.random.RandomState(7)
+    a, b = _sources(n=200, k=2), rng.normal(size=(200, 3))
+    b[:, 1] += 0.5 * a[:, 0] ** 3
+    expected = np.abs(np.corrcoef(a, b, rowvar=False)[:2, 2:])
+    assert np.allclose(abs_correlation(a, b), expected, atol=1e-12)
+    assert not np.allclose(abs_correlation(a, b, method="spearman"), expected, atol=1e-3)
+
+
 def test_constant_columns_raise_naming_them():
     true = _sources(n=50, k=3)
     bad = true.copy()
@@ -125,7 +134,7 @@ def test_constant_columns_raise_naming_them():
 
 def test_input_errors():
     true = _sources(n=50, k=2)
-    with pytest.raises(ValueError, match="same number of rows"):
+    with pytest.raises(ValueError, match=r"same number of rows \(samples\), got 50 and 40"):
         mcc(true, true[:40])
     with pytest.raises(ValueError, match="method must be one of"):
         mcc(true, true, method="kendall")
@@ -137,3 +146,5 @@ def test_input_errors():
     nan[3, 1] = np.nan
     with pytest.raises(ValueError, match="pred contains NaN"):
         mcc(true, nan)
+    with pytest.raises(ValueError, match="^true contains NaN"):
+        mcc(nan, true)
