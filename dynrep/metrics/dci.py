@@ -90,7 +90,8 @@ def residual_importances(model: HistGradientBoostingClassifier | HistGradientBoo
     codes = np.asarray(codes, dtype=np.float64)  # the dtype histogram boosting predicts on
     num_samples, num_features = codes.shape
     num_trees = len(predictors[0])
-    if hasattr(model, "classes_"):
+    classifier = hasattr(model, "classes_")
+    if classifier:
         labels = np.searchsorted(model.classes_, target)
         truth = labels[:, None].astype(np.float64) if num_trees == 1 else np.eye(num_trees)[labels]
     else:
@@ -111,14 +112,13 @@ def residual_importances(model: HistGradientBoostingClassifier | HistGradientBoo
         left = np.where(inner, nodes["left"].astype(np.intp) + index - index % width, index)
         right = np.where(inner, nodes["right"].astype(np.intp) + index - index % width, index)
         children = np.stack([left, right], axis=1).ravel().astype(np.int32)
-        if hasattr(model, "classes_"):
+        if classifier:
             residual = truth - (scipy.special.expit(raw) if num_trees == 1 else scipy.special.softmax(raw, axis=1))
         else:
             residual = truth - raw
-        root = np.arange(num_trees) * width
-        node = children[2 * root + (codes[:, feature[root]] > threshold[root])]
+        node = np.tile(np.arange(num_trees) * width, (num_samples, 1))  # every sample at every tree's root
         depth = int(nodes["depth"].max())
-        for _ in range(depth - 1):
+        for _ in range(depth):
             node = children[2 * node + (flat_codes[row_start + feature[node]] > threshold[node])]
         total = np.bincount(node.ravel(), weights=residual.ravel(), minlength=len(nodes))
         count = np.bincount(node.ravel(), minlength=len(nodes)).astype(np.float64)
