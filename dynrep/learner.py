@@ -15,6 +15,7 @@ from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import Environment
 from dynrep.envs.registry import make_env
 from dynrep.envs.splits import SplitEnvironment
+from dynrep.inputs import as_actions, as_latents, as_observations
 from dynrep.metrics.compute import compute, default_metrics, flatten_scores
 from dynrep.metrics.dynamics import latent_prediction_error, mean_bce, per_frame_bce, per_step_bce
 from dynrep.metrics.generalisation import generalisation_report
@@ -129,29 +130,33 @@ class RepresentationLearner:
         return self.trainer.fit(steps, time_limit=time_limit, callbacks=cbs)
 
     # -- inference ---------------------------------------------------------------------
-    def _as_tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        return (x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))).to(self.device)
-
+    # Inputs follow dynrep.inputs: uint8 / integer pixels 0..255 or float intensities in [0, 1] for image
+    # worlds, real vectors for vector worlds, integer actions in [0, n); anything else is a ValueError.
     @torch.no_grad()
     def encode(self, obs: np.ndarray | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Representations ``[B, latent_dim]`` (on CPU) of observations ``[B, *obs_shape]``."""
-        obs = self._as_tensor(obs)
-        if tuple(obs.shape[1:]) != tuple(self.env.observation_shape):
-            raise ValueError(f"obs must have shape [B, {', '.join(map(str, self.env.observation_shape))}], "
-                             f"got {list(obs.shape)}")
+        """Representations ``[B, model.code_size()]`` (on CPU) of observations ``[B, *obs_shape]``: uint8 (or
+        integer) pixels in 0..255 or float intensities in [0, 1] for image worlds, real numbers for vector
+        worlds (see :mod:`dynrep.inputs`)."""
+        obs = as_observations(obs, self.env, self.device)
+        batch_size = check_int("batch_size", batch_size, 1)
         return torch.cat([self.model.representation(chunk).cpu() for chunk in obs.split(batch_size)])
 
     @torch.no_grad()
     def decode(self, z: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Observations in [0, 1] ``[B, *obs_shape]`` (on CPU) of latents ``[B, latent_dim]``."""
-        return self.model.decode(self._as_tensor(z).float()).cpu()
+        """Observations in [0, 1] ``[B, *obs_shape]`` (on CPU) of codes ``[B, model.code_size()]``."""
+        return self.model.decode(as_latents(z, self.model.code_size(), self.device)).cpu()
 
     @torch.no_grad()
     def rollout(self, obs: np.ndarray | torch.Tensor, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Open-loop prediction: frames ``[B, T+1, *obs_shape]`` in [0, 1] from first observations
-        ``[B, *obs_shape]`` and actions ``[B, T]`` (models with dynamics only)."""
-        z = self.model.representation(self._as_tensor(obs))
-        actions = self._as_tensor(actions).long()
+        ``[B, *obs_shape]`` and integer actions ``[B, T]`` in ``[0, env.actions.n)`` (models with dynamics
+        only)."""
+        if not self.model.has_dynamics:
+            raise ValueError(f"model {self.model.model_name!r} has no latent dynamics to roll out; use a model "
+                             "with a transition such as 'rotation' or 'forward_vae'")
+        obs = as_observations(obs, self.env, self.device)
+        actions = as_actions(actions, self.env, len(obs), self.device)
+        z = self.model.representation(obs)
         frames = self.model.decode(self._latent_rollout(z, actions).flatten(0, 1))
         return frames.view(len(z), actions.shape[1] + 1, *self.env.observation_shape).cpu()
 
@@ -164,9 +169,9 @@ class RepresentationLearner:
         if not hasattr(self.model, "intervene"):
             raise ValueError(f"model {self.model.model_name!r} has no causal mechanisms to intervene on; "
                              "use a causal model such as 'icm_vae'")
-        values = {name: self._as_tensor(v).float() if isinstance(v, (np.ndarray, torch.Tensor)) else v
-                  for name, v in interventions.items()}
-        return self.model.intervene(self._as_tensor(obs), values).cpu()
+        values = {name: torch.as_tensor(v, dtype=torch.float32, device=self.device)
+                  if isinstance(v, (np.ndarray, torch.Tensor)) else v for name, v in interventions.items()}
+        return self.model.intervene(as_observations(obs, self.env, self.device), values).cpu()
 
     def _latent_rollout(self, z: torch.Tensor, actions: torch.Tensor,
                         magnitudes: torch.Tensor | None = None) -> torch.Tensor:

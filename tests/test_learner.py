@@ -164,6 +164,73 @@ def test_rollout_without_dynamics(trained_vae):
         trained_vae.rollout(traj.obs[:, 0], traj.actions)
 
 
+# -- the input contract (dynrep.inputs) ------------------------------------------------------
+def test_encode_reads_every_integer_dtype_as_the_same_pixels(trained_rotation):
+    obs = trained_rotation.env.sample_trajectories(5, 0, rng=3).obs[:, 0]
+    expected = trained_rotation.encode(obs)
+    for dtype in (np.int64, np.int32, np.int16, np.uint16):
+        assert torch.equal(trained_rotation.encode(obs.numpy().astype(dtype)), expected), dtype
+    # intensities in [0, 1] are the same images
+    assert torch.allclose(trained_rotation.encode(obs.float() / 255), expected, atol=1e-5)
+    assert torch.allclose(trained_rotation.encode(obs.numpy() / 255.0), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda obs: obs.float(), r"float images must be intensities in \[0, 1\], got values in 0\.\.255"),
+    (lambda obs: obs.long() - 1, r"integer images must be pixels in 0\.\.255, got values in -1\.\.254"),
+    (lambda obs: obs.long() + 1, r"integer images must be pixels in 0\.\.255, got values in 1\.\.256"),
+    (lambda obs: obs.float().div(255).index_fill(0, torch.tensor([0]), float("nan")), "NaN or infinite"),
+    (lambda obs: obs > 0, "bool"),
+    (lambda obs: obs.numpy().astype(str), "must be numbers"),
+])
+def test_encode_refuses_images_outside_the_contract(trained_rotation, bad, message):
+    obs = torch.arange(2 * 3 * 16 * 16).remainder(256).to(torch.uint8).view(2, 3, 16, 16)
+    with pytest.raises(ValueError, match=message):
+        trained_rotation.encode(bad(obs))
+
+
+def test_vector_worlds_take_real_numbers():
+    learner = tiny_learner("vae", env=GridWorld(size=3, observation="onehot"))
+    obs = learner.env.sample_trajectories(4, 0, rng=0).obs[:, 0]
+    assert torch.equal(learner.encode(obs.double()), learner.encode(obs))
+    assert torch.equal(learner.encode(obs.long()), learner.encode(obs))  # a one-hot of ints is the same vector
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        learner.encode(obs * float("inf"))
+
+
+def test_rollout_actions_must_be_valid_indices(trained_rotation):
+    traj = trained_rotation.env.sample_trajectories(2, 3, rng=1)
+    first, actions = traj.obs[:, 0], traj.actions
+    n = trained_rotation.env.actions.n
+    assert torch.equal(trained_rotation.rollout(first, actions.int()), trained_rotation.rollout(first, actions))
+    for bad in (torch.full_like(actions, -1), torch.full_like(actions, n)):
+        with pytest.raises(ValueError, match=rf"actions must be in \[0, {n}\) \(.*\), got values in"):
+            trained_rotation.rollout(first, bad)
+    with pytest.raises(ValueError, match="actions must be integer action indices"):
+        trained_rotation.rollout(first, actions.float() + 0.7)
+    with pytest.raises(ValueError, match=r"actions must have shape \[B=2, T\], got \[3\]"):
+        trained_rotation.rollout(first, actions[0])
+    with pytest.raises(ValueError, match="float images must be intensities"):
+        trained_rotation.rollout(first.float(), actions)
+
+
+def test_decode_checks_the_latent_size(trained_rotation):
+    with pytest.raises(ValueError, match=r"z must have shape \[B, 4\] \(the model's latent size\), got \[2, 5\]"):
+        trained_rotation.decode(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"z must have shape \[B, 4\]"):
+        trained_rotation.decode(torch.zeros(4))
+
+
+@pytest.mark.parametrize("model", ["cascade_vae", "liegroup_vae"])
+def test_decode_takes_what_encode_gives(model):
+    learner = RepresentationLearner(GridWorld(size=3, image_size=16), model, device="cpu", latent_dim=3,
+                                    batch_size=4, channels=(4, 8), hidden=16)
+    obs = learner.env.sample_trajectories(3, 0, rng=0).obs[:, 0]
+    z = learner.encode(obs)
+    assert z.shape == (3, learner.model.code_size())
+    assert learner.decode(z).shape == (3, *learner.env.observation_shape)
+
+
 # -- test() ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("fixture", ["trained_rotation", "trained_vae"])
 def test_test_result_shapes(request, fixture):

@@ -180,6 +180,10 @@ class RepresentationModel(nn.Module, abc.ABC):
         """Size of the decoder's input vector (``latent_dim`` unless the model decodes something else)."""
         return self.config.latent_dim
 
+    def code_size(self) -> int:
+        """Size of the codes :meth:`representation` returns and :meth:`decode` takes (``latent_dim``)."""
+        return self.config.latent_dim
+
     def build_networks(self) -> tuple[nn.Module, nn.Module | None]:
         """``(encoder, decoder)``, called once by ``__init__``: the config's conv (images) or MLP (vectors)
         nets from ``encoder_outputs()`` and ``decoder_inputs()``, no decoder if not ``has_decoder``.

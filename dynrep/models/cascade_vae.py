@@ -133,6 +133,10 @@ class CascadeVAE(VAE):
         """The continuous code and the one-hot category: ``latent_dim + num_categories``."""
         return self.config.latent_dim + self.config.num_categories
 
+    def code_size(self) -> int:
+        """``[mean; one-hot category]``: ``latent_dim + num_categories``, what the decoder takes."""
+        return self.decoder_inputs()
+
     def _category_costs(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Reconstruction NLL ``[B, S]`` of every sample decoded with every category (no gradient)."""
         batch, categories = len(z), self.config.num_categories
