@@ -16,7 +16,7 @@ from dynrep.envs.base import Environment
 from dynrep.envs.registry import make_env
 from dynrep.envs.splits import SplitEnvironment
 from dynrep.inputs import as_actions, as_latents, as_observations
-from dynrep.metrics.compute import compute, default_metrics, flatten_scores
+from dynrep.metrics.compute import compute, flatten_scores, metric_names
 from dynrep.metrics.dynamics import latent_prediction_error, mean_bce, per_frame_bce, per_step_bce
 from dynrep.metrics.generalisation import generalisation_report
 from dynrep.metrics.graphs import permute_graph, shd
@@ -227,7 +227,8 @@ class RepresentationLearner:
         ``plane_disjoint``, ``entanglement``).
 
         Representation metrics (:func:`dynrep.metrics.compute` on the model's representation, the
-        encoder mean): ``metrics`` names them (``dynrep.metrics.list_metrics()``); the default is
+        encoder mean): ``metrics`` names them (``dynrep.metrics.list_metrics()``; one name as a string,
+        ``"mig"``, is that metric); the default is
         :func:`dynrep.metrics.compute.default_metrics` of the environment (discrete-factor worlds:
         MIG, DCI, SAP, FactorVAE, β-VAE, Modularity; continuous ones: MCC); ``metrics=()`` skips
         them. Each float a metric returns is reported as ``<metric>/<key>`` (``mig`` as ``mig``).
@@ -245,6 +246,7 @@ class RepresentationLearner:
         (σ(α) > 0.5) re-indexed by the MCC permutation (``P G Pᵀ`` for ``G^z``, ``P G`` for ``G^a``)
         against the true one (:func:`dynrep.metrics.graphs.shd`).
         """
+        names = metric_names(metrics, self.env, options)
         check_int("num_episodes", num_episodes, 1)
         check_int("episode_length", episode_length, 0)
         if prediction_steps is None:
@@ -272,10 +274,6 @@ class RepresentationLearner:
             latent_errors = latent_prediction_error(predicted.cpu().numpy(), encoded.cpu().numpy())
             scores.update({f"latent_prediction_error/{k}": float(latent_errors[k]) for k in prediction_steps})
         scores.update(self.model.structure_scores())
-        names = default_metrics(self.env) if metrics is None else list(metrics)
-        unknown = sorted(set(options or {}) - set(names))
-        if unknown:
-            raise ValueError(f"options given for metrics that are not computed: {unknown}; metrics are {names}")
         metric_env = held_out_env(self.env) if metric_env is None else metric_env
         for name in names:
             result = compute(name, metric_env, self.model.representation, seed=self.seed if seed is None else seed,

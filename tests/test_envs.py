@@ -482,3 +482,14 @@ def test_get_config_round_trip_and_repr():
 def test_environment_is_abstract():
     with pytest.raises(TypeError):
         Environment()
+
+
+@pytest.mark.parametrize("kept", [[0.5], [True], 1, "01", [0, 1.0], None])
+def test_factor_subsets_take_integer_class_indices_only(kept):
+    """``factors={"shape": [0.5]}`` used to be class 0 without a word."""
+    from dynrep.envs.factor_images import FactorImageEnvironment
+    parse = FactorImageEnvironment._parse_subset
+    with pytest.raises(ValueError, match=r"factors\['b'\] must be a list of integer class indices in \[0, 3\), got"):
+        parse(("a", "b"), (2, 3), {"b": kept})
+    subset = parse(("a", "b"), (2, 3), {"b": np.array([2, 0]), "a": (1,)})  # any integer sequence
+    assert [k.tolist() for k in subset] == [[1], [2, 0]]

@@ -334,8 +334,39 @@ def test_evaluate_with_representation_metrics(trained_vae):
     assert scores["mig"] == direct["mig"]
     with pytest.raises(ValueError, match=r"options given for metrics that are not computed: \['dci'\]"):
         trained_vae.evaluate(["mig"], num_train=50, options={"dci": {"mode": "fast"}})
-    with pytest.raises(ValueError, match="unknown metric 'migg'"):
+    with pytest.raises(ValueError, match=r"metrics: unknown metric\(s\) \['migg'\]; metrics are \['beta_vae'"):
         trained_vae.evaluate(["migg"], num_train=50)
+
+
+def test_evaluate_reads_one_name_as_one_metric(trained_vae):
+    """``evaluate("mig")`` used to read as the metrics 'm', 'i', 'g'."""
+    one = trained_vae.evaluate("mig", num_train=200, num_episodes=2)
+    assert one == trained_vae.evaluate(["mig"], num_train=200, num_episodes=2) and "mig" in one
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"mig": {"bins": 5}}, r"metric 'mig' has no option\(s\) \['bins'\]; its options are \['estimator', "
+                           r"'num_bins', 'num_samples'\]"),
+    ({"mig": {"seed": 3}}, r"metric 'mig' has no option\(s\) \['seed'\]"),  # set by compute from seed=
+    ({"mig": 5}, r"options\['mig'\] must be a dict of option values, got 5"),
+    (["mig"], r"options must be a dict \{metric name: \{option: value\}\}, got \['mig'\]"),
+])
+def test_evaluate_refuses_unknown_metric_options(trained_vae, options, message):
+    """Unknown options used to surface as a TypeError from deep inside the metric."""
+    with pytest.raises(ValueError, match=message):
+        trained_vae.evaluate(["mig"], num_train=50, num_episodes=2, options=options)
+
+
+def test_compute_names_the_options_each_metric_takes(trained_vae):
+    assert metrics.metric_options("unsupervised") == ["num_bins"]
+    assert metrics.metric_options("mcc") == ["alignment", "method"]
+    assert metrics.metric_options("true_independence") == ["abs_first", "fit_intercept"]
+    assert metrics.metric_options("linear_score") == []
+    with pytest.raises(ValueError, match=r"metric 'linear_score' has no option\(s\) \['method'\]; its options are "
+                                         "none"):
+        metrics.compute("linear_score", trained_vae.env, trained_vae.model.representation, method="x")
+    with pytest.raises(ValueError, match=r"metric 'dci' has no option\(s\) \['n_job'\]"):
+        metrics.compute("dci", trained_vae.env, trained_vae.model.representation, n_job=1)
 
 
 def test_evaluate_chen_mig_uses_the_encoder_posterior(trained_vae, trained_rotation):

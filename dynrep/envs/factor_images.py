@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 import zipfile
+from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -237,7 +238,13 @@ class FactorImageEnvironment(Environment):
             raise ValueError(f"factors: unknown factor name(s) {unknown}; factors are {list(names)}")
         subset = []
         for name, size in zip(names, sizes):
-            keep = np.asarray(list(factors[name]) if name in factors else range(size), dtype=np.int64)
+            given = factors.get(name, range(size))
+            given = list(given) if isinstance(given, Iterable) and not isinstance(given, (str, bytes)) else given
+            if not isinstance(given, list) or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool)
+                                                      for k in given):
+                raise ValueError(f"factors[{name!r}] must be a list of integer class indices in [0, {size}), "
+                                 f"got {given!r}")
+            keep = np.asarray(given, dtype=np.int64)
             if keep.size == 0 or keep.min() < 0 or keep.max() >= size or len(np.unique(keep)) != keep.size:
                 raise ValueError(f"factors[{name!r}] must be distinct class indices in [0, {size}), "
                                  f"at least one; got {keep.tolist()}")

@@ -7,7 +7,7 @@ Array level (numpy in, dict out; no torch, no environment): :func:`mig`, :func:`
 :func:`compute` (``compute("dci", env, model.representation)``), which also runs the
 FactorVAE and β-VAE scores that need to sample with a fixed factor.
 """
-from dynrep.metrics.compute import compute, list_metrics
+from dynrep.metrics.compute import compute, list_metrics, metric_options
 from dynrep.metrics.dci import dci
 from dynrep.metrics.downstream import downstream
 from dynrep.metrics.generalisation import generalisation_report
@@ -21,4 +21,4 @@ from dynrep.metrics.sap import sap
 from dynrep.metrics.unsupervised import unsupervised
 
 __all__ = ["compute", "dci", "downstream", "generalisation_report", "irs", "linear_score", "list_metrics", "mcc",
-           "mig", "modularity_explicitness", "permute_graph", "sap", "shd", "true_independence", "unsupervised"]
+           "metric_options", "mig", "modularity_explicitness", "permute_graph", "sap", "shd", "true_independence", "unsupervised"]

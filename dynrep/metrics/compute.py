@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -46,20 +46,23 @@ def _true_independence(sampler: Sampler, *, num_train: int, num_eval: int, batch
 @dataclass(frozen=True)
 class _Metric:
     """How ``compute`` runs one metric: ``sets`` = 1 (codes, factors), 2 (train and test sets) or
-    0 (the metric samples for itself through the Sampler)."""
+    0 (the metric samples for itself through the Sampler); ``options_of`` is the function whose keyword
+    arguments the metric takes as options (default: ``function``)."""
     function: Callable[..., dict]
     sets: int
     num_train: int = 10_000
     num_test: int = 5_000
     batch_size: int = ENCODE_BATCH
     discrete: bool = True
+    options_of: Callable[..., dict] | None = None
 
 
 METRICS: dict[str, _Metric] = {
     "mig": _Metric(mig, 1),
     "irs": _Metric(irs, 1, discrete=False),  # bins continuous factors itself (num_bins)
-    "unsupervised": _Metric(lambda codes, factors, **kw: unsupervised(codes, **kw), 1, discrete=False),
-    "mcc": _Metric(lambda codes, factors, **kw: mcc(factors, codes, **kw), 1, discrete=False),
+    "unsupervised": _Metric(lambda codes, factors, **kw: unsupervised(codes, **kw), 1, discrete=False,
+                            options_of=unsupervised),
+    "mcc": _Metric(lambda codes, factors, **kw: mcc(factors, codes, **kw), 1, discrete=False, options_of=mcc),
     "linear_score": _Metric(lambda codes, factors: linear_score(factors, codes), 1, discrete=False),
     "dci": _Metric(dci, 2),
     "sap": _Metric(sap, 2),
@@ -67,7 +70,7 @@ METRICS: dict[str, _Metric] = {
     "downstream": _Metric(downstream, 2),
     "factor_vae": _Metric(factor_vae_score, 0, batch_size=64),
     "beta_vae": _Metric(beta_vae_score, 0, batch_size=64),
-    "true_independence": _Metric(_true_independence, 0, discrete=False),
+    "true_independence": _Metric(_true_independence, 0, discrete=False, options_of=true_independence),
 }
 
 
@@ -83,11 +86,56 @@ def default_metrics(env: Environment) -> list[str]:
     return ["mcc", "linear_score"]
 
 
+def metric_names(metrics: str | Sequence[str] | None, env: Environment,
+                 options: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+    """The metric names ``RepresentationLearner.evaluate(metrics, options=options)`` computes: ``None`` ->
+    :func:`default_metrics` of ``env``, a string -> that one metric, else the sequence. Raises ValueError on
+    an unknown name, on options for a metric not computed, and on options that are not a dict per metric
+    or name an option the metric does not take (:func:`metric_options`)."""
+    names = default_metrics(env) if metrics is None else [metrics] if isinstance(metrics, str) else list(metrics)
+    unknown = sorted({n for n in names if not isinstance(n, str) or n not in METRICS}, key=str)
+    if unknown:
+        raise ValueError(f"metrics: unknown metric(s) {unknown}; metrics are {list_metrics()}")
+    options = {} if options is None else options
+    if not isinstance(options, Mapping):
+        raise ValueError(f"options must be a dict {{metric name: {{option: value}}}}, got {options!r}")
+    unknown = sorted(set(options) - set(names), key=str)
+    if unknown:
+        raise ValueError(f"options given for metrics that are not computed: {unknown}; metrics are {names}")
+    for name, given in options.items():
+        if not isinstance(given, Mapping):
+            raise ValueError(f"options[{name!r}] must be a dict of option values, got {given!r}")
+        _check_options(name, given)
+    return names
+
+
 def flatten_scores(name: str, result: dict) -> dict[str, float]:
     """The numbers of a metric result as ``{"<name>/<key>": float}`` (the entry named like the metric as
     ``name``); matrices and strings are left out."""
     return {(name if key == name else f"{name}/{key}"): float(value) for key, value in result.items()
             if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)}
+
+
+#: Keyword arguments ``compute`` sets itself (sample sizes, the shared seed, Chen's log-variances).
+_SET_BY_COMPUTE = frozenset({"seed", "num_train", "num_eval", "batch_size", "log_vars"})
+
+
+def metric_options(name: str) -> list[str]:
+    """The options metric ``name`` takes through ``compute(..., **options)`` (its keyword arguments with
+    defaults, less those ``compute`` sets itself), sorted."""
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; metrics are {list_metrics()}")
+    spec = METRICS[name]
+    parameters = inspect.signature(spec.options_of or spec.function).parameters.values()
+    return sorted(p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.default is not p.empty
+                  and p.name not in _SET_BY_COMPUTE)
+
+
+def _check_options(name: str, options: Mapping[str, Any]) -> None:
+    allowed = metric_options(name)
+    unknown = sorted(set(options) - set(allowed), key=str)
+    if unknown:
+        raise ValueError(f"metric {name!r} has no option(s) {unknown}; its options are {allowed or 'none'}")
 
 
 def list_metrics() -> list[str]:
@@ -115,7 +163,8 @@ def compute(name: str, env: Environment, representation_fn: RepresentationFn, *,
         posterior_fn: observations ``[B, *obs_shape]`` -> ``(means [B, D], log_variances [B, D])`` of the
             encoder's Gaussians q(z|x); read instead of ``representation_fn`` by ``mig`` with
             ``estimator="chen"`` (Chen et al.'s MIG, which estimates the MI from q(z|x)), required there.
-        options: passed to the array-level metric (e.g. ``mode="fast"`` for ``dci``,
+        options: passed to the array-level metric (:func:`metric_options` lists them; any other name is a
+            ValueError; e.g. ``mode="fast"`` for ``dci``,
             ``method="spearman"`` for ``mcc``); metrics with a ``seed`` (their estimators'
             random state) get ``seed``, and metrics with a ``continuous_factors`` switch (``dci``,
             ``sap``) get True on worlds with continuous factors unless ``options`` sets it.
@@ -123,8 +172,7 @@ def compute(name: str, env: Environment, representation_fn: RepresentationFn, *,
     Returns:
         the array-level metric's dict.
     """
-    if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; metrics are {list_metrics()}")
+    _check_options(name, options)
     spec = METRICS[name]
     num_train = check_int("num_train", spec.num_train if num_train is None else num_train, 1)
     num_test = check_int("num_test", spec.num_test if num_test is None else num_test, 1)
