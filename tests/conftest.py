@@ -76,3 +76,30 @@ def seeded_model(name: str, env, seed: int = 0, **config):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(name, env, **config)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A directory on a 256 KiB tmpfs (a disk that fills up), where the machine lets us mount one (root on
+    Linux); skipped elsewhere: the monkeypatched ENOSPC tests cover those machines."""
+    import subprocess
+    mount = tmp_path / "tiny_disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root on Linux)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill_disk(directory: Path) -> None:
+    """Fill the filesystem of ``directory`` (a :func:`tiny_disk`) until writes fail with ENOSPC."""
+    import errno
+    with open(directory / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as err:
+            assert err.errno == errno.ENOSPC

@@ -5,7 +5,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from conftest import png_bytes_ok, tiny_learner
+import errno
+
+from conftest import fill_disk, png_bytes_ok, tiny_learner
 from dynrep import GridWorld
 from dynrep.viz.gif import LINE_HEIGHT, PAD, tile, write_gif, write_rollout_gif, write_traversal_gif
 from dynrep.viz.plots import plot_history, plot_rotation_angles
@@ -88,6 +90,35 @@ def test_traversal_and_rollout_gifs_keep_repeated_frames(tmp_path):
     assert back.shape[0] == 4
     back = read_gif(write_rollout_gif(tmp_path / "r.gif", still, still))
     assert back.shape[0] == 4
+
+
+def test_a_failed_gif_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    """``animate`` onto a full disk used to leave a 0-byte GIF under the final name."""
+    frames = np.zeros((2, 4, 4, 3), np.uint8)
+    path = write_gif(tmp_path / "a.gif", frames)
+    before = path.read_bytes()
+
+    def full_disk(target, *args, **kwargs):
+        with open(target, "wb") as f:
+            f.write(b"GIF89a")  # a partial file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(iio, "imwrite", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_gif(path, frames)
+    with pytest.raises(OSError, match="No space left"):
+        write_gif(tmp_path / "new.gif", frames)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["a.gif"]
+
+
+def test_animate_onto_a_full_disk(learners, tiny_disk):
+    fill_disk(tiny_disk)
+    with pytest.raises(OSError) as err:
+        learners["rotation"].animate(tiny_disk / "r.gif", num_frames=3)
+    assert err.value.errno == errno.ENOSPC
+    with pytest.raises(OSError):
+        plot_history({"loss": [1.0, 0.5]}, tiny_disk / "h.png")
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
 
 
 def test_write_gif_rejects_bad_frames(tmp_path):

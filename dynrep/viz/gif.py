@@ -8,6 +8,8 @@ import imageio.v3 as iio
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dynrep.viz.files import replaced_atomically
+
 PAD = 2  # pixels between tiles
 LINE_HEIGHT = 12
 
@@ -44,7 +46,8 @@ def _with_labels(image: np.ndarray, caption: str, labels: Sequence[str], tile_wi
 
 
 def write_gif(path: str | Path, frames: np.ndarray, fps: float = 4.0) -> Path:
-    """Write ``frames [F, H, W, 3]`` uint8 as a looping GIF; returns the path.
+    """Write ``frames [F, H, W, 3]`` uint8 as a looping GIF (replacing ``path`` only once it is complete);
+    returns the path.
 
     Pillow stores identical consecutive frames as one longer frame; the rollout and
     traversal GIFs caption every frame with its step, so they keep all their frames.
@@ -55,8 +58,8 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float = 4.0) -> Path:
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, frames, extension=".gif", duration=1000.0 / fps, loop=0)
+    with replaced_atomically(path) as tmp:
+        iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0)
     return path
 
 

@@ -8,11 +8,14 @@ import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from dynrep.viz.files import replaced_atomically
+
 
 def _save(fig: Figure, path: str | Path) -> Path:
+    """Save ``fig`` to ``path`` (format from its suffix, PNG without one), replacing it only once complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with replaced_atomically(path) as tmp:
+        fig.savefig(tmp, format=path.suffix[1:] or "png", dpi=100, bbox_inches="tight")
     return path
 
 
