@@ -23,3 +23,13 @@ def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -
     if value < minimum or (maximum is not None and value > maximum):
         raise ValueError(f"{name} must be >= {minimum}{upper}, got {value}")
     return int(value)
+
+
+def check_seconds(name: str, value: Any) -> float | None:
+    """Validate a duration: None, or a positive finite real number of seconds (not a string or a bool)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a positive finite number of seconds or None, got {value!r}")
+    return float(value)

@@ -1,6 +1,7 @@
 """RepresentationLearner: one object that joins an environment, a model and a trainer."""
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -8,9 +9,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dynrep import __version__
 from dynrep.checks import check_int
 from dynrep.config import config_to_dict
+from dynrep.data.download import DownloadError
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import Environment
 from dynrep.envs.registry import make_env
@@ -21,8 +22,9 @@ from dynrep.metrics.dynamics import latent_prediction_error, mean_bce, per_frame
 from dynrep.metrics.generalisation import generalisation_report
 from dynrep.metrics.graphs import permute_graph, shd
 from dynrep.models.registry import build_model
-from dynrep.training.callbacks import Callback, Checkpoint, ProgressBar
-from dynrep.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dynrep.training.callbacks import Callback, Checkpoint, NonFiniteLossError, ProgressBar
+from dynrep.training.checkpoint import CheckpointError, check_destination, load_checkpoint, save_checkpoint
+from dynrep.training.signals import TrainingInterrupted
 from dynrep.training.trainer import Trainer
 from dynrep.viz import gif, plots
 
@@ -100,6 +102,9 @@ class RepresentationLearner:
             self.model = build_model(model, self.env, **config)
         self.model.to(self.device).eval()
         self.trainer = Trainer(self.model, self.env, seed=self.seed, device=self.device)
+        #: Identifies this training run in its checkpoints (kept by :meth:`load`): saving over a checkpoint of
+        #: another run needs ``overwrite=True``.
+        self.run_id: str | None = uuid.uuid4().hex
 
     # -- training ----------------------------------------------------------------------
     @property
@@ -114,20 +119,35 @@ class RepresentationLearner:
 
     def train(self, steps: int, *, time_limit: float | None = None, progress: bool = True,
               checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
-              callbacks: Sequence[Callback] = ()) -> dict[str, list[float]]:
+              overwrite: bool = False, callbacks: Sequence[Callback] = ()) -> dict[str, list[float]]:
         """Run ``steps`` optimiser steps (or until ``time_limit`` seconds pass).
 
-        With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps
-        and when training stops, including on the time limit. Returns :attr:`history`.
+        With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and when training
+        stops for any reason: the steps are done, the time limit, Ctrl-C or SIGTERM (then
+        :class:`~dynrep.training.signals.TrainingInterrupted` is raised) or a non-finite loss (the last
+        finite state is saved, then :class:`~dynrep.training.callbacks.NonFiniteLossError` is raised).
+        ``checkpoint_dir`` is checked before the first step (:func:`~dynrep.training.checkpoint.check_destination`):
+        it may not hold other files or, unless ``overwrite``, another run's checkpoint. Returns :attr:`history`.
         """
         cbs = list(callbacks)
         if progress:
             cbs.append(ProgressBar())
         if checkpoint_dir is not None:
-            cbs.append(Checkpoint(lambda: self.save(checkpoint_dir), checkpoint_every))
+            size = 3 * sum(t.numel() * t.element_size() for t in self.model.state_dict().values())  # + Adam moments
+            check_destination(checkpoint_dir, run_id=self.run_id, overwrite=overwrite, size=size)
+            cbs.append(Checkpoint(lambda: self.save(checkpoint_dir, overwrite=overwrite), checkpoint_every))
         elif checkpoint_every is not None:
             raise ValueError("checkpoint_every needs checkpoint_dir")
-        return self.trainer.fit(steps, time_limit=time_limit, callbacks=cbs)
+        saved = f"; the checkpoint in {checkpoint_dir} holds" if checkpoint_dir is not None else \
+            "; nothing was saved (no checkpoint_dir), the learner keeps"
+        try:
+            return self.trainer.fit(steps, time_limit=time_limit, callbacks=cbs)
+        except TrainingInterrupted as err:
+            raise TrainingInterrupted(f"{err}{saved} its step-{self.step} state", err.signal_name,
+                                      err.step) from None
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(f"{err}{saved} that state" if checkpoint_dir is not None else str(err)) \
+                from None
 
     # -- inference ---------------------------------------------------------------------
     # Inputs follow dynrep.inputs: uint8 / integer pixels 0..255 or float intensities in [0, 1] for image
@@ -390,16 +410,19 @@ class RepresentationLearner:
         return plots.plot_graphs(self.aligned_graphs(result["permutation"]), result["correlation"], path)
 
     # -- persistence -------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write a checkpoint directory (``config.json`` + ``state.pt``), atomically. For a learner on a
-        split (:class:`~dynrep.envs.splits.SplitEnvironment`) it records the base world's config, the
-        split's name, its modifiers and the part, and :meth:`load` rebuilds that part."""
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write a checkpoint directory (``config.json`` + ``state.pt``), atomically and safely beside other
+        writers and readers (:func:`~dynrep.training.checkpoint.save_checkpoint`). ``path`` may be new, empty
+        or a checkpoint of this run (:attr:`run_id`); another run's checkpoint is replaced only with
+        ``overwrite=True``. For a learner on a split (:class:`~dynrep.envs.splits.SplitEnvironment`) it
+        records the base world's config, the split's name, its modifiers and the part, and :meth:`load`
+        rebuilds that part."""
         env = {"name": self.env.env_name, "config": self.env.get_config()}
         if isinstance(self.env, SplitEnvironment):  # the base world's config plus which part of which split
             env["split"] = {"name": self.env.name, "part": self.env.part, "modifiers": list(self.env.modifiers)}
-        config = {"dynrep_version": __version__, "seed": self.seed, "step": self.step, "env": env,
+        config = {"run_id": self.run_id, "seed": self.seed, "step": self.step, "env": env,
                   "model": {"name": self.model.model_name, "config": config_to_dict(self.model.config)}}
-        return save_checkpoint(path, config, self.trainer.state_dict())
+        return save_checkpoint(path, config, self.trainer.state_dict(), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto") -> "RepresentationLearner":
@@ -414,8 +437,11 @@ class RepresentationLearner:
             learner = cls(env, config["model"]["name"], seed=config["seed"], device=device,
                           **config["model"]["config"])
             learner.trainer.load_state_dict(state)
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"checkpoint {path} cannot be restored: {err}") from err
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+            if isinstance(err, (CheckpointError, DownloadError)):  # already one clear line (e.g. missing data)
+                raise
+            raise CheckpointError(f"checkpoint {path} cannot be restored: {type(err).__name__}: {err}") from err
+        learner.run_id = config.get("run_id")
         return learner
 
     def __repr__(self) -> str:

@@ -103,3 +103,47 @@ def fill_disk(directory: Path) -> None:
                 f.write(b"\0" * 4096)
         except OSError as err:
             assert err.errno == errno.ENOSPC
+
+
+@pytest.fixture
+def make_read_only():
+    """``make_read_only(directory)``: a directory no one here may change (``chattr +i`` as root, whom
+    permission bits do not stop; ``chmod 555`` otherwise); undone after the test."""
+    import os
+    import subprocess
+    undo = []
+
+    def make(directory: Path) -> Path:
+        if os.geteuid() == 0:
+            if subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode != 0:
+                pytest.skip("chattr +i is not supported here")
+            undo.append(lambda: subprocess.run(["chattr", "-i", str(directory)], capture_output=True))
+        else:
+            directory.chmod(0o555)
+            undo.append(lambda: directory.chmod(0o755))
+        return directory
+
+    yield make
+    for step in reversed(undo):
+        step()
+
+
+@pytest.fixture
+def mount_read_only():
+    """``mount_read_only(directory)``: ``directory`` (with what it holds) on a read-only bind mount, so writes
+    fail with EROFS for everyone, root included; skipped where the machine does not let us mount (needs
+    root on Linux). Unmounted after the test."""
+    import subprocess
+    mounted = []
+
+    def make(directory: Path) -> Path:
+        if subprocess.run(["mount", "--bind", str(directory), str(directory)], capture_output=True).returncode:
+            pytest.skip("cannot bind-mount here (needs root on Linux)")
+        mounted.append(directory)
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)], capture_output=True).returncode:
+            pytest.skip("cannot remount read-only here")
+        return directory
+
+    yield make
+    for directory in mounted:
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True)

@@ -21,6 +21,16 @@ def snapshot(directory: pathlib.Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+def rewrite_config(directory: pathlib.Path, change) -> None:
+    """Edit a checkpoint's config.json with ``change(config)`` and re-sign it (config checksum recomputed), as a
+    config that some other dynrep wrote consistently would be."""
+    path = directory / "config.json"
+    config = json.loads(path.read_text())
+    change(config)
+    config["config_sha256"] = checkpoint_module._config_digest(config)
+    path.write_text(json.dumps(config))
+
+
 def sample_obs(env, n=5):
     return env.sample_trajectories(n, 0, rng=99).obs[:, 0]
 
@@ -159,10 +169,7 @@ def test_corrupted_config_json(make_learner, tmp_path):
 
 def test_config_that_cannot_be_restored(make_learner, tmp_path):
     make_learner("rotation").save(tmp_path / "ck")
-    path = tmp_path / "ck" / "config.json"
-    config = json.loads(path.read_text())
-    config["model"]["config"]["warp_factor"] = 9
-    path.write_text(json.dumps(config))
+    rewrite_config(tmp_path / "ck", lambda config: config["model"]["config"].update(warp_factor=9))
     with pytest.raises(CheckpointError, match=r"cannot be restored: .*warp_factor"):
         RepresentationLearner.load(tmp_path / "ck")
 
@@ -170,7 +177,7 @@ def test_config_that_cannot_be_restored(make_learner, tmp_path):
 def test_save_onto_a_file_is_refused(tmp_path):
     target = tmp_path / "ck"
     target.write_text("precious")
-    with pytest.raises(CheckpointError, match=r"exists and holds more than a dynrep checkpoint.*refusing"):
+    with pytest.raises(CheckpointError, match=r"ck is a file, not a checkpoint directory"):
         save_checkpoint(target, {"a": 1}, {"x": torch.zeros(2)})
     assert target.read_text() == "precious"
 
@@ -247,7 +254,7 @@ def test_second_interrupted_save_never_leaves_no_checkpoint(tmp_path, monkeypatc
     real_rename = pathlib.Path.rename
 
     def crash_on_final_rename(self, target):
-        if self.name == ".ck.writing":
+        if self.name.startswith(".ck.writing-"):
             raise OSError("killed")
         return real_rename(self, target)
 
@@ -267,3 +274,186 @@ def test_low_level_round_trip(tmp_path):
     assert config["k"] == [1, 2] and "state_sha256" in config
     assert torch.equal(loaded["w"], state["w"])
     assert loaded["step"] == 5 and loaded["names"] == ["a", "b"] and loaded["rng"] == state["rng"]
+
+
+# -- what a checkpoint is, and whose ---------------------------------------------------------
+def test_a_users_own_config_json_is_never_deleted(make_learner, tmp_path):
+    target = tmp_path / "experiment"
+    target.mkdir()
+    (target / "config.json").write_text('{"learning_rate": 0.1}')
+    before = snapshot(tmp_path)
+    for attempt in (lambda: make_learner("rotation").save(target),
+                    lambda: make_learner("rotation").train(1, progress=False, checkpoint_dir=target)):
+        with pytest.raises(CheckpointError, match=r"experiment holds files that are not a dynrep checkpoint "
+                                                  r"\(config\.json\); refusing to replace it"):
+            attempt()
+        assert snapshot(tmp_path) == before
+
+
+def test_another_runs_checkpoint_is_replaced_only_when_asked(make_learner, tmp_path):
+    first = make_learner("rotation")
+    first.train(2, progress=False)
+    first.save(tmp_path / "ck")
+    before = snapshot(tmp_path)
+    other = make_learner("vae")
+    with pytest.raises(CheckpointError, match=r"ck holds the checkpoint of another run \(model rotation, step 2, "
+                                              r"run [0-9a-f]{32}\); pass overwrite=True \(CLI: --overwrite\)"):
+        other.save(tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="another run"):  # refused before any step is taken
+        other.train(3, progress=False, checkpoint_dir=tmp_path / "ck")
+    assert other.step == 0 and snapshot(tmp_path) == before
+    other.train(1, progress=False, checkpoint_dir=tmp_path / "ck", overwrite=True)
+    assert load_checkpoint(tmp_path / "ck")[0]["model"]["name"] == "vae"
+
+
+def test_a_run_saves_over_its_own_checkpoint_also_after_load(make_learner, tmp_path):
+    learner = make_learner("rotation")
+    learner.save(tmp_path / "ck")
+    learner.train(1, progress=False, checkpoint_dir=tmp_path / "ck")
+    resumed = RepresentationLearner.load(tmp_path / "ck", device="cpu")
+    assert resumed.run_id == learner.run_id
+    resumed.train(1, progress=False, checkpoint_dir=tmp_path / "ck")
+    assert load_checkpoint(tmp_path / "ck")[0]["step"] == 2
+    assert make_learner("rotation").run_id != learner.run_id
+
+
+# -- contents verified -----------------------------------------------------------------------
+def test_an_edited_config_is_refused(make_learner, tmp_path):
+    """A 5x5 GridWorld model must not load silently into a 9x9 world (same network shapes)."""
+    make_learner("rotation").save(tmp_path / "ck")
+    path = tmp_path / "ck" / "config.json"
+    config = json.loads(path.read_text())
+    config["env"]["config"]["size"] = 9
+    path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"ck: config\.json was changed after saving \(it does not match its "
+                                              r"checksum\)"):
+        RepresentationLearner.load(tmp_path / "ck")
+
+
+@pytest.mark.parametrize("version,problem", [
+    ("99.0", r"was written by dynrep 99\.0, but this is dynrep 0\.1\.0, which reads checkpoints of dynrep 0\.x "
+             r"up to 0\.1\.0"),
+    ("0.9.1", r"was written by dynrep 0\.9\.1"),
+    (None, r"has dynrep_version None, not a version number"),
+    ("banana", r"has dynrep_version 'banana'"),
+])
+def test_an_incompatible_version_is_refused(make_learner, tmp_path, version, problem):
+    make_learner("rotation").save(tmp_path / "ck")
+    rewrite_config(tmp_path / "ck", lambda config: config.update(dynrep_version=version))
+    with pytest.raises(CheckpointError, match=problem):
+        RepresentationLearner.load(tmp_path / "ck")
+
+
+def test_an_earlier_release_loads(make_learner, tmp_path, monkeypatch):
+    make_learner("rotation").save(tmp_path / "ck")
+    monkeypatch.setattr(checkpoint_module, "__version__", "0.2.3")
+    assert RepresentationLearner.load(tmp_path / "ck").step == 0
+
+
+@pytest.mark.parametrize("text,kind", [("[]", "list"), ('"ck"', "str"), ("3", "int")])
+def test_a_config_that_is_not_an_object(make_learner, tmp_path, text, kind):
+    make_learner("rotation").save(tmp_path / "ck")
+    (tmp_path / "ck" / "config.json").write_text(text)
+    with pytest.raises(CheckpointError, match=rf"ck: config\.json holds a JSON {kind}, not the object"):
+        RepresentationLearner.load(tmp_path / "ck")
+
+
+def resign_state(directory: pathlib.Path, data: bytes) -> None:
+    """Replace state.pt with ``data`` and fix both checksums, as a deliberate tamperer would."""
+    (directory / "state.pt").write_bytes(data)
+    rewrite_config(directory, lambda config: config.update(state_sha256=hashlib.sha256(data).hexdigest()))
+
+
+def test_a_truncated_state_with_a_fixed_checksum(make_learner, tmp_path):
+    make_learner("rotation").save(tmp_path / "ck")
+    resign_state(tmp_path / "ck", (tmp_path / "ck" / "state.pt").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"ck: state\.pt cannot be read \([A-Za-z]+Error: .+\)"):
+        RepresentationLearner.load(tmp_path / "ck")
+
+
+class _Payload:
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.target),))
+
+
+def test_a_malicious_pickle_does_not_run(make_learner, tmp_path):
+    make_learner("rotation").save(tmp_path / "ck")
+    payload = _Payload()
+    payload.target = str(tmp_path / "pwned")
+    buffer = __import__("io").BytesIO()
+    torch.save({"model": payload}, buffer)
+    resign_state(tmp_path / "ck", buffer.getvalue())
+    with pytest.raises(CheckpointError, match=r"state\.pt cannot be read \(UnpicklingError"):
+        RepresentationLearner.load(tmp_path / "ck")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_checkpoint_without_config_checksum_loads_with_a_warning(make_learner, tmp_path):
+    make_learner("rotation").save(tmp_path / "ck")
+    path = tmp_path / "ck" / "config.json"
+    config = json.loads(path.read_text())
+    del config["config_sha256"]
+    path.write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match=r"predates config checksums: its config\.json is not verified"):
+        assert RepresentationLearner.load(tmp_path / "ck").step == 0
+
+
+# -- where a checkpoint can go ---------------------------------------------------------------
+def test_a_symlinked_checkpoint_directory_is_saved_through(make_learner, tmp_path):
+    (tmp_path / "store").mkdir()
+    link = tmp_path / "ck"
+    link.symlink_to(tmp_path / "store" / "real", target_is_directory=True)  # dangling until the first save
+    learner = make_learner("rotation")
+    for _ in range(3):
+        learner.train(1, progress=False, checkpoint_dir=link)
+    assert link.is_symlink() and (tmp_path / "store" / "real" / "state.pt").is_file()
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["real"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "store"]
+    assert RepresentationLearner.load(link).step == 3
+
+
+def test_a_read_only_checkpoint_directory(make_learner, tmp_path, make_read_only):
+    learner = make_learner("rotation")
+    learner.save(tmp_path / "ck")
+    make_read_only(tmp_path / "ck")
+    before = snapshot(tmp_path)
+    message = r"checkpoint directory .*ck is read-only, so it cannot be replaced: make it writable \(chmod -R u\+w"
+    with pytest.raises(CheckpointError, match=message):
+        learner.train(2, progress=False, checkpoint_dir=tmp_path / "ck")
+    assert learner.step == 0
+    with pytest.raises(CheckpointError, match=message):
+        learner.save(tmp_path / "ck")
+    assert snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # nothing left to block the next save
+    assert RepresentationLearner.load(tmp_path / "ck").step == 0
+
+
+def test_a_read_only_filesystem(make_learner, tmp_path, mount_read_only):
+    (tmp_path / "disk").mkdir()
+    learner = make_learner("rotation")
+    learner.save(tmp_path / "disk" / "ck")
+    mount_read_only(tmp_path / "disk")
+    for target in (tmp_path / "disk" / "new", tmp_path / "disk" / "deeper" / "new"):
+        with pytest.raises(CheckpointError, match=r"cannot write a checkpoint at .*new: Read-only file system"):
+            learner.train(2, progress=False, checkpoint_dir=target)
+    assert learner.step == 0
+    assert RepresentationLearner.load(tmp_path / "disk" / "ck").step == 0  # readers need no write access
+
+
+def test_not_enough_space_is_found_before_training(make_learner, tiny_disk):
+    learner = make_learner("rotation", channels=(64, 64), hidden=256)  # ~10 MiB with Adam: more than the disk
+    with pytest.raises(CheckpointError, match=r"not enough space for a checkpoint at .*ck: it needs about "
+                                              r"[0-9.]+ MiB and 0\.[0-9] MiB are free there"):
+        learner.train(2, progress=False, checkpoint_dir=tiny_disk / "ck")
+    assert learner.step == 0
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tiny_disk):
+    save_checkpoint(tiny_disk / "ck", {"a": 1}, {"x": torch.zeros(1000)})
+    with pytest.raises(OSError, match="No space left on device"):
+        save_checkpoint(tiny_disk / "ck", {"a": 2}, {"x": torch.zeros(100_000)})  # 400 KB on a 256 KiB disk
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["ck"]
+    config, state = load_checkpoint(tiny_disk / "ck")
+    assert config["a"] == 1 and state["x"].shape == (1000,)
+    save_checkpoint(tiny_disk / "ck", {"a": 3}, {"x": torch.ones(1000)})  # and the disk is usable again
+    assert load_checkpoint(tiny_disk / "ck")[0]["a"] == 3

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +12,7 @@ import torch
 
 from conftest import assert_same_params, params_of
 from dynrep.models.base import LossOutput
-from dynrep.training import Callback, NonFiniteLossError, load_checkpoint
+from dynrep.training import Callback, NonFiniteLossError, TrainingInterrupted, load_checkpoint
 from dynrep.schedules import linear_ramp
 
 
@@ -71,6 +73,17 @@ def test_nan_guard_stops_before_checkpointing_the_bad_step(make_learner, monkeyp
     assert config["step"] == 2 and state["step"] == 2
 
 
+def test_a_nan_stop_saves_the_last_good_state(make_learner, monkeypatch, tmp_path):
+    """Without periodic checkpoints, a non-finite loss still leaves the last finite state on disk."""
+    learner = make_learner("rotation")
+    seen = poison_loss(monkeypatch, learner, at_step=3, term="reconstruction", value=float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"at step 3.*; the checkpoint in .*ck holds that state$"):
+        learner.train(10, progress=False, checkpoint_dir=tmp_path / "ck")
+    config, state = load_checkpoint(tmp_path / "ck")
+    assert config["step"] == 3
+    assert_same_params(seen["params"], state["model"])
+
+
 # -- history and step budget -----------------------------------------------------------------
 @pytest.mark.parametrize("model,terms", [("rotation", {"loss", "reconstruction", "entanglement"}),
                                          ("vae", {"loss", "reconstruction", "kl"})])
@@ -114,10 +127,12 @@ def test_bad_steps(make_learner, steps, message):
     assert learner.step == 0
 
 
-@pytest.mark.parametrize("limit", [0, -1.0])
+@pytest.mark.parametrize("limit", [0, -1.0, "5", True, float("nan"), float("inf"), [5]])
 def test_bad_time_limit(make_learner, limit):
-    with pytest.raises(ValueError, match="time_limit must be a positive number of seconds"):
-        make_learner("rotation").train(3, time_limit=limit, progress=False)
+    learner = make_learner("rotation")
+    with pytest.raises(ValueError, match=r"time_limit must be a positive finite number of seconds or None, got"):
+        learner.train(3, time_limit=limit, progress=False)
+    assert learner.step == 0
 
 
 # -- time budget -----------------------------------------------------------------------------
@@ -205,7 +220,7 @@ def test_checkpoint_every_writes_periodic_checkpoints(make_learner, monkeypatch,
     learner = make_learner("rotation")
     saved_at = []
     original = learner.save
-    monkeypatch.setattr(learner, "save", lambda path: (saved_at.append(learner.step), original(path))[1])
+    monkeypatch.setattr(learner, "save", lambda path, **kw: (saved_at.append(learner.step), original(path, **kw))[1])
     learner.train(5, progress=False, checkpoint_dir=tmp_path / "ck", checkpoint_every=2)
     assert saved_at == [2, 4, 5]
     assert json.loads((tmp_path / "ck" / "config.json").read_text())["step"] == 5
@@ -218,8 +233,9 @@ def test_checkpoint_argument_errors(make_learner, tmp_path):
     learner = make_learner("rotation")
     with pytest.raises(ValueError, match="checkpoint_every needs checkpoint_dir"):
         learner.train(2, progress=False, checkpoint_every=1)
-    with pytest.raises(ValueError, match="checkpoint_every must be a positive int or None, got 0"):
-        learner.train(2, progress=False, checkpoint_dir=tmp_path / "ck", checkpoint_every=0)
+    for every, problem in ((0, ">= 1, got 0"), (2.5, "an integer, got 2.5"), ("2", "an integer, got '2'")):
+        with pytest.raises(ValueError, match=f"checkpoint_every must be {problem}"):
+            learner.train(2, progress=False, checkpoint_dir=tmp_path / "ck", checkpoint_every=every)
     assert learner.step == 0
 
 
@@ -260,3 +276,45 @@ def test_linear_ramp():
     assert linear_ramp(99, 0.0, 2.0, 10) == 2.0
     assert linear_ramp(0, 1.0, 3.0, 0) == 3.0
     assert linear_ramp(3, 1.0, 3.0, 4) == 2.5
+
+
+# -- SIGINT / SIGTERM ------------------------------------------------------------------------
+class SignalAt(Callback):
+    """Sends this process ``signum`` after step ``step`` (as Ctrl-C or a scheduler's SIGTERM would)."""
+
+    def __init__(self, step: int, signum: int, times: int = 1):
+        self.step, self.signum, self.times = step, signum, times
+
+    def on_step_end(self, trainer, logs):
+        if trainer.step == self.step:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_at_the_step_boundary_and_saves(make_learner, tmp_path, signum):
+    learner = make_learner("rotation")
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match=rf"^training stopped by {signum.name} at step 2; the checkpoint "
+                                                  rf"in .*ck holds its step-2 state$") as info:
+        learner.train(50, progress=False, checkpoint_dir=tmp_path / "ck", callbacks=[SignalAt(2, signum)])
+    assert isinstance(info.value, KeyboardInterrupt) and info.value.signal_name == signum.name
+    assert info.value.step == learner.step == 2
+    assert load_checkpoint(tmp_path / "ck")[0]["step"] == 2
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
+
+
+def test_ctrl_c_without_a_checkpoint_dir_keeps_the_state_in_memory(make_learner):
+    learner = make_learner("rotation")
+    with pytest.raises(TrainingInterrupted, match=r"at step 1; nothing was saved \(no checkpoint_dir\), the "
+                                                  r"learner keeps its step-1 state"):
+        learner.train(50, progress=False, callbacks=[SignalAt(1, signal.SIGINT)])
+    assert learner.step == 1 and len(learner.history["loss"]) == 1
+
+
+def test_a_second_ctrl_c_interrupts_at_once(make_learner):
+    """The first Ctrl-C asks for a clean stop; a second one (an impatient user) is a plain KeyboardInterrupt."""
+    learner = make_learner("rotation")
+    with pytest.raises(KeyboardInterrupt) as info:
+        learner.train(50, progress=False, callbacks=[SignalAt(1, signal.SIGINT, times=2)])
+    assert not isinstance(info.value, TrainingInterrupted)

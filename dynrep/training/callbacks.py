@@ -3,7 +3,8 @@
 A callback may implement any of ``on_train_begin(trainer, steps)``,
 ``on_loss(trainer, logs)`` (after the loss, before the parameter update: raising
 here leaves the parameters untouched), ``on_step_end(trainer, logs)`` and
-``on_train_end(trainer, reason)`` where ``reason`` is ``"steps"`` or ``"time_limit"``.
+``on_train_end(trainer, reason)`` where ``reason`` is ``"steps"``, ``"time_limit"``, ``"interrupted"``
+(SIGINT or SIGTERM) or ``"non_finite"`` (a NaN/inf loss; the parameters are the last finite step's).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sys
 from typing import Callable
 
 from tqdm.auto import tqdm
+
+from dynrep.checks import check_int
 
 
 class Callback:
@@ -65,19 +68,20 @@ class ProgressBar(Callback):
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
 
     def on_train_end(self, trainer, reason: str) -> None:
-        if reason == "time_limit":
-            self.bar.write(f"time limit reached at step {trainer.step}")
+        messages = {"time_limit": "time limit reached", "interrupted": "interrupted",
+                    "non_finite": "stopped by a non-finite loss"}
+        if reason in messages:
+            self.bar.write(f"{messages[reason]} at step {trainer.step}")
         self.bar.close()
 
 
 class Checkpoint(Callback):
-    """Calls ``save()`` every ``every`` steps (if given) and when training ends, whatever the reason."""
+    """Calls ``save()`` every ``every`` steps (if given) and when training ends, whatever the reason (an
+    interruption and a non-finite loss included: the state saved then is the last finite step's)."""
 
     def __init__(self, save: Callable[[], None], every: int | None = None):
-        if every is not None and every < 1:
-            raise ValueError(f"checkpoint_every must be a positive int or None, got {every}")
         self.save = save
-        self.every = every
+        self.every = None if every is None else check_int("checkpoint_every", every, 1)
         self.saved_step: int | None = None
 
     def _save(self, trainer) -> None:

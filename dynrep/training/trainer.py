@@ -8,9 +8,10 @@ import numpy as np
 import torch
 
 
-from dynrep.checks import check_int
+from dynrep.checks import check_int, check_seconds
 from dynrep.schedules import staircase_decay
-from dynrep.training.callbacks import Callback, NaNGuard
+from dynrep.training.callbacks import Callback, NaNGuard, NonFiniteLossError
+from dynrep.training.signals import StopSignals, TrainingInterrupted
 
 
 def decayed_groups(groups: list[dict], weight_decay: float) -> list[dict]:
@@ -62,20 +63,38 @@ class Trainer:
             callbacks: Sequence[Callback] = ()) -> dict[str, list[float]]:
         """Train for ``steps`` optimiser steps or until ``time_limit`` seconds have passed.
 
+        Training also stops at a step boundary on SIGINT (Ctrl-C) or SIGTERM, or before the update of a
+        non-finite loss; the callbacks' ``on_train_end`` runs in every case (reasons ``"steps"``,
+        ``"time_limit"``, ``"interrupted"``, ``"non_finite"``), then :class:`TrainingInterrupted` or
+        :class:`NonFiniteLossError` is raised for the last two.
         Returns the full history: ``{term: [value per step]}`` with ``"loss"`` the total.
         """
         steps = check_int("steps", steps, 0)
-        if time_limit is not None and not time_limit > 0:
-            raise ValueError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
+        time_limit = check_seconds("time_limit", time_limit)
         callbacks = [NaNGuard(), *callbacks]
         for cb in callbacks:
             cb.on_train_begin(self, steps)
-        start, reason = time.monotonic(), "steps"
+        with StopSignals() as stop:
+            try:
+                reason = self._run(steps, time_limit, callbacks, stop)
+            except NonFiniteLossError:
+                self._end(callbacks, "non_finite")
+                raise
+            self._end(callbacks, reason)
+        if stop.received:
+            raise TrainingInterrupted(f"training stopped by {stop.received} at step {self.step}", stop.received,
+                                      self.step)
+        return self.history
+
+    def _run(self, steps: int, time_limit: float | None, callbacks: list[Callback], stop: StopSignals) -> str:
+        """The steps; returns why they ended."""
+        start = time.monotonic()
         self.model.train()
         for _ in range(steps):
+            if stop.received:
+                return "interrupted"
             if time_limit is not None and time.monotonic() - start >= time_limit:
-                reason = "time_limit"
-                break
+                return "time_limit"
             out = self.model.loss(self.sample_batch(), self.step, self.generator)
             names = ["loss", *out.terms]
             logs = dict(zip(names, torch.stack([out.total.detach(), *(t.detach() for t in out.terms.values())])
@@ -91,10 +110,12 @@ class Trainer:
                 self.history.setdefault(name, []).append(value)
             for cb in callbacks:
                 cb.on_step_end(self, logs)
+        return "interrupted" if stop.received else "steps"
+
+    def _end(self, callbacks: list[Callback], reason: str) -> None:
         self.model.eval()
         for cb in callbacks:
             cb.on_train_end(self, reason)
-        return self.history
 
     def set_learning_rates(self) -> None:
         """Each group's rate for the current step under the config's step decay (no-op without one)."""
