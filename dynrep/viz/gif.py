@@ -58,8 +58,9 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float = 4.0) -> Path:
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
     path = Path(path)
-    with replaced_atomically(path) as tmp:
-        iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0)
+    data = iio.imwrite("<bytes>", frames, extension=".gif", duration=1000.0 / fps, loop=0)  # encoded in memory:
+    with replaced_atomically(path) as tmp:  # a failing disk write then closes its file cleanly
+        tmp.write_bytes(data)
     return path
 
 
