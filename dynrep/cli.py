@@ -1,14 +1,27 @@
-"""The ``dynrep`` command: demo, train, evaluate, animate, list."""
+"""The ``dynrep`` command: demo, train, evaluate, animate, list, download.
+
+Every error a user can cause ends in one line on stderr, ``dynrep COMMAND: error: ...``, and an exit code:
+see :data:`EXIT_CODES`.
+"""
 from __future__ import annotations
 
 import argparse
+import errno
+import inspect
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 #: What ``dynrep demo`` trains: the GridWorld rotation learner with its default settings.
 DEMO_STEPS = 1000
+#: Exit codes of the ``dynrep`` command.
+EXIT_CODES = {0: "success", 1: "runtime error: missing or damaged checkpoint or data file, failed download, "
+                               "non-finite loss, full disk, no permission",
+              2: "usage error: a bad argument or value (argparse's own errors too)",
+              130: "interrupted by Ctrl-C (SIGINT); a training run saved its checkpoint first",
+              143: "stopped by SIGTERM; a training run saved its checkpoint first"}
 
 
 def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
@@ -26,6 +39,23 @@ def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
     return out
 
 
+def _env_args(name: str, pairs: Sequence[str]) -> dict[str, Any]:
+    """``--env-arg`` pairs checked against the environment's constructor: an unknown key or a missing
+    required one is a ValueError naming it and the arguments the environment takes."""
+    from dynrep.envs.registry import env_class
+    kwargs = _key_values(pairs, "--env-arg")
+    params = inspect.signature(env_class(name)).parameters
+    names = [p.name for p in params.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(kwargs) - set(names))
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        raise ValueError(f"--env-arg {unknown[0]}: environment {name!r} has no argument {unknown[0]!r}; its "
+                         f"arguments are {', '.join(names)}")
+    missing = [n for n in names if params[n].default is inspect.Parameter.empty and n not in kwargs]
+    if missing:
+        raise ValueError(f"environment {name!r} needs --env-arg {missing[0]}=VALUE")
+    return kwargs
+
+
 def _print_scores(scores: dict[str, float]) -> None:
     width = max(map(len, scores))
     for name, value in scores.items():
@@ -34,11 +64,11 @@ def _print_scores(scores: dict[str, float]) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from dynrep import RepresentationLearner, make_env
-    env = make_env(args.env, **_key_values(args.env_arg, "--env-arg"))
+    env = make_env(args.env, **_env_args(args.env, args.env_arg))
     learner = RepresentationLearner(env, args.model, seed=args.seed, device=args.device,
                                     **_key_values(args.set, "--set"))
     learner.train(args.steps, time_limit=args.time_limit, progress=not args.quiet, checkpoint_dir=args.out,
-                  checkpoint_every=args.checkpoint_every)
+                  checkpoint_every=args.checkpoint_every, overwrite=args.overwrite)
     print(f"trained {learner.step} steps; checkpoint in {args.out}")
     return 0
 
@@ -78,7 +108,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"dynrep demo: rotation learner on a 5x5 GridWorld (64x64 images), {args.steps} steps")
     learner = RepresentationLearner(GridWorld(size=5), model="rotation", latent_dim=4, seed=args.seed,
                                     device=args.device)
-    learner.train(args.steps, checkpoint_dir=out / "checkpoint", progress=not args.quiet)
+    learner.train(args.steps, checkpoint_dir=out / "checkpoint", progress=not args.quiet, overwrite=True)
     files = [learner.animate(out / "rollout.gif"), learner.animate(out / "traversal.gif", kind="traversal"),
              learner.plot_representation(out / "angles.png"), learner.plot_training(out / "training.png")]
     print("metrics (representation metrics on 2,000 training / 1,000 test points):")
@@ -95,19 +125,15 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from dynrep.data.download import DownloadError, download
-    try:
-        path = download(args.name, dest=args.dest, force=args.force, progress=not args.quiet, url=args.url)
-    except (DownloadError, OSError) as err:  # network or verification failure: one line, exit code 1
-        print(f"dynrep download: error: {err}", file=sys.stderr)
-        return 1
-    print(path)
+    from dynrep.data.download import download
+    print(download(args.name, dest=args.dest, force=args.force, progress=not args.quiet, url=args.url))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dynrep", description="Disentangled representations of dynamical "
-                                                                "environments.")
+    parser = argparse.ArgumentParser(
+        prog="dynrep", description="Disentangled representations of dynamical environments.",
+        epilog="exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()))
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser, training: bool = False) -> None:
@@ -118,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train the rotation model on GridWorld, write GIFs, print metrics")
     p.add_argument("--steps", type=int, default=DEMO_STEPS)
-    p.add_argument("--out", default="dynrep_demo", help="output directory (default: ./dynrep_demo)")
+    p.add_argument("--out", default="dynrep_demo", help="output directory, its files (checkpoint included) "
+                                                        "replaced on each run (default: ./dynrep_demo)")
     common(p, training=True)
     p.set_defaults(func=_demo)
 
@@ -129,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint directory")
     p.add_argument("--time-limit", type=float, default=None, help="wall-clock budget in seconds")
     p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace a checkpoint of another run in --out")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="environment argument")
     common(p, training=True)
@@ -167,15 +195,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe(err: BaseException) -> tuple[str, int]:
+    """The one line (``error: ...`` or ``interrupted: ...``) and the exit code (:data:`EXIT_CODES`) of an error
+    the user can cause."""
+    from dynrep.data.download import DownloadError
+    from dynrep.training import CheckpointError, NonFiniteLossError, TrainingInterrupted
+    if isinstance(err, TrainingInterrupted):
+        return f"interrupted: {err}", 128 + signal.Signals[err.signal_name].value
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted", 128 + signal.SIGINT
+    if isinstance(err, (ValueError, KeyError)):
+        return f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}", 2
+    if isinstance(err, (CheckpointError, DownloadError, NonFiniteLossError)) or \
+            (isinstance(err, OSError) and err.strerror is None):  # an OSError with a message of its own
+        return f"error: {err}", 1
+    hints = {errno.ENOSPC: "free some space or write elsewhere", errno.EACCES: "write elsewhere or fix the "
+             "permissions", errno.EPERM: "write elsewhere or fix the permissions", errno.EROFS: "write elsewhere"}
+    where = f": {err.filename}" if err.filename else ""
+    return f"error: {err.strerror}{where}" + (f" ({hints[err.errno]})" if err.errno in hints else ""), 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dynrep`` console script."""
+    """Entry point of the ``dynrep`` console script; returns the exit code (:data:`EXIT_CODES`)."""
     args = build_parser().parse_args(argv)
+    from dynrep.data.download import DownloadError
+    from dynrep.training import CheckpointError, NonFiniteLossError
     try:
         return args.func(args)
-    except (ValueError, KeyError) as err:  # bad user input: one clear line, no traceback
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"dynrep {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except (KeyboardInterrupt, ValueError, KeyError, CheckpointError, DownloadError, NonFiniteLossError,
+            OSError) as err:  # user errors and runtime failures: one clear line, no traceback
+        message, code = _describe(err)
+        print(f"dynrep {args.command}: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

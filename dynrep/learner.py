@@ -44,13 +44,22 @@ def held_out_env(env: Environment) -> Environment:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is checked by torch."""
+    """``"auto"`` -> CUDA when available, else CPU; anything else is checked by torch, and a CUDA device
+    that this machine lacks is a ValueError saying so."""
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index or 0) >= count:
+            have = f"{count} CUDA device(s)" if count else (
+                "no CUDA device" if torch.backends.cuda.is_built() else "a torch build without CUDA")
+            raise ValueError(f"device {str(device)!r} is not available: this machine has {have}; use device "
+                             "'cpu' or 'auto'")
+    return resolved
 
 
 @dataclass

@@ -164,8 +164,8 @@ def check_destination(path: str | Path, *, run_id: str | None = None, overwrite:
         path.parent.mkdir(parents=True, exist_ok=True)
         os.rmdir(tempfile.mkdtemp(prefix=f".{path.name}.writing-", dir=path.parent))
     except OSError as err:
-        raise CheckpointError(f"cannot write a checkpoint at {path}: {err.strerror} ({err.filename}); choose a "
-                              "writable directory") from err
+        raise CheckpointError(f"cannot write a checkpoint at {path}: {err.strerror}; choose a writable "
+                              "directory") from err
     free = shutil.disk_usage(path.parent).free
     if free < size:
         raise CheckpointError(f"not enough space for a checkpoint at {path}: it needs about {size / 2**20:.1f} MiB "
@@ -228,6 +228,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise CheckpointError(f"no checkpoint at {path}: expected a directory with {CONFIG_FILE} and "
                                   f"{STATE_FILE}")
         missing = [name for name in (CONFIG_FILE, STATE_FILE) if not (path / name).is_file()]
+        if len(missing) == 2:
+            raise CheckpointError(f"{path} is not a dynrep checkpoint: it has neither {CONFIG_FILE} nor {STATE_FILE}")
         if missing:
             raise CheckpointError(f"checkpoint {path} is incomplete: missing {missing}")
         text, data = (path / CONFIG_FILE).read_bytes(), (path / STATE_FILE).read_bytes()

@@ -19,5 +19,9 @@ def replaced_atomically(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err  # a failed write names the file it was for
     finally:
         tmp.unlink(missing_ok=True)
