@@ -217,6 +217,24 @@ def test_falls_back_to_the_next_source_after_a_network_failure(server, tmp_path,
     assert server.requests == [("/gone.h5", None)]  # 404 from the first source
 
 
+def test_a_source_failing_verification_moves_on_to_the_next(server, tmp_path, monkeypatch, data_home):
+    data = payload(seed=3)
+    (tmp_path / "copy.h5").write_bytes(data)
+    corrupt = data[:-1] + b"!"
+    server.files["/bad.h5"] = corrupt
+    entry = fake(monkeypatch, "shapes3d", data, server.url("/bad.h5"), mirrors=((tmp_path / "copy.h5").as_uri(),))
+    assert download("shapes3d", progress=False).read_bytes() == data  # sha256 mismatch, then the good mirror
+    assert server.requests == [("/bad.h5", None)] and leftovers(data_home) == []
+    (tmp_path / "copy.h5").write_bytes(data[:5000])  # every source bad: each is named with its reason
+    with pytest.raises(DownloadError) as err:
+        download("shapes3d", progress=False, force=True)
+    message = str(err.value)
+    assert message.startswith("could not download shapes3d (3dshapes.h5) from any of its 2 source(s): ")
+    assert f"{server.url('/bad.h5')}: " in message and "sha256 mismatch: expected " + entry.sha256 in message
+    assert f"{(tmp_path / 'copy.h5').as_uri()}: " in message and "size mismatch" in message
+    assert (data_home / "3dshapes.h5").read_bytes() == data and leftovers(data_home) == []
+
+
 # -------------------------------------------------------------------------------------------------------- resume
 
 def test_resume_requests_only_the_missing_bytes(server, monkeypatch, data_home):

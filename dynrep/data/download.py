@@ -210,8 +210,8 @@ def download(name: str, *, dest: Path | None = None, force: bool = False, progre
 
     The file is streamed to ``<file>.part``; a ``.part`` left by an interrupted run is resumed with an HTTP Range
     request (restarted from byte 0 if the server ignores it). Size, format and checksum are verified before the
-    file is renamed to its final name; on a mismatch the ``.part`` is deleted and :class:`DownloadError` says what
-    differed (a resumed download that fails is retried once from scratch first). An existing complete file is kept
+    file is renamed to its final name; on a mismatch the ``.part`` is deleted and the next source is tried (a resumed
+    download that fails is retried once from scratch first); :class:`DownloadError` says what differed at each. An existing complete file is kept
     as it is unless ``force``; even then it is only replaced by a verified new one. For Cars3D the verified archive
     is unpacked (``data/cars/*.mat``, ``list.txt``) into ``dest/cars3d`` and then deleted.
 
@@ -304,18 +304,20 @@ class _Interrupted(DownloadError):
 
 
 def _fetch_any(entry: Dataset, sources: list[str], final: Path, progress: bool) -> None:
-    """Try each source in turn (the next one only after a network failure); verify; rename into place."""
+    """Try each source in turn until one gives a verified file (a network failure, a wrong size or a checksum
+    mismatch moves on to the next); rename it into place. The error lists every source and why it failed."""
     part = final.with_name(final.name + ".part")
     failures = []
     for source in sources:
         try:
             _fetch_verified(entry, source, part, progress)
-        except (_Interrupted, OSError) as err:  # network failures (URLError is an OSError): next source
+        except (DownloadError, OSError) as err:  # URLError is an OSError
             failures.append(f"{_redact(source)}: {err}")
             continue
         os.replace(part, final)
         return
-    raise DownloadError(f"could not download {entry.name} ({entry.file}): " + "; ".join(failures)
+    raise DownloadError(f"could not download {entry.name} ({entry.file}) from any of its {len(sources)} "
+                        f"source(s): " + "; ".join(failures)
                         + (f"; the partial file {part} is kept and a rerun resumes it" if part.exists() else ""))
 
 
