@@ -347,6 +347,28 @@ def test_without_size_the_md5_and_format_are_checked(tmp_path, monkeypatch, data
     assert leftovers(data_home) == [] and not (data_home / "3dshapes.h5").exists()
 
 
+def test_a_foreign_file_under_the_final_name_is_verified_and_replaced(tmp_path, monkeypatch, data_home, capsys):
+    """dSprites has an md5 and no known size: a file already there is checked against the md5 before it is kept."""
+    data = b"PK" + payload()[2:]
+    source = tmp_path / "dsprites.npz"
+    source.write_bytes(data)
+    fake(monkeypatch, "dsprites", data, source.as_uri(), size=False, algorithm="md5")
+    target = data_home / DATASETS["dsprites"].file
+    data_home.mkdir()
+    target.write_bytes(b"PKgarbage")  # 9 bytes under the target's name
+    assert download("dsprites", progress=False) == target and target.read_bytes() == data
+    source.unlink()
+    assert download("dsprites", progress=False) == target  # the verified file is kept: no source needed
+    target.write_bytes(b"PKgarbage")
+    with pytest.raises(DownloadError, match=rf"the file already at {target} is not dsprites \(md5 mismatch: "
+                                            rf"expected {hashlib.md5(data).hexdigest()}"):
+        download("dsprites", progress=False)
+    assert cli.main(["download", "dsprites", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dynrep download: error:") and "\n" not in err and str(target) in err
+    assert target.read_bytes() == b"PKgarbage" and leftovers(data_home) == []
+
+
 # -------------------------------------------------------------------------------------------------------- Cars3D
 
 def make_tar(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:

@@ -3,7 +3,8 @@
 Files live in :func:`data_dir` (``$DYNREP_DATA``, default ``~/.cache/dynrep``); loaders find them with
 :func:`dataset_path`. :func:`download` streams a file to ``<file>.part`` (resuming a partial ``.part`` with an HTTP
 Range request), checks its size, leading magic bytes and checksum, and only then renames it to its final name, so
-the final name always holds a verified file and a bad download never replaces a good one.
+the final name always holds a verified file and a bad download never replaces a good one. A file already under the
+final name is taken as it is when its size matches; when no size is known it must match its checksum too.
 
 Sources (``DATASETS``; provenance of each checksum next to its entry): the URL in the table, else
 ``url=`` / ``--url`` (a mirror, or a ``file://`` URL of a copy on disk), or ``$DYNREP_MIRROR`` (a base URL or
@@ -165,14 +166,20 @@ def _target(entry: Dataset, root: Path) -> Path:
     return root / (entry.extract_to or entry.file)
 
 
-def _is_complete(entry: Dataset, target: Path) -> bool:
+def _is_complete(entry: Dataset, target: Path, *, verify: bool = False) -> bool:
     """Whether ``target`` is a finished download. Final names are only ever created from verified files, so
-    this checks presence (and the size when known) rather than re-hashing gigabytes."""
+    this checks presence and the size when known rather than re-hashing gigabytes. With ``verify``, a file whose
+    size is not known is also checked against its format and checksum (:func:`_verify`): a foreign file put
+    under the final name by hand (a failed copy, an error page) is not taken for the dataset."""
     if entry.parts:
-        return target.is_dir() and all(_is_complete(part, target / part.file) for part in entry.parts)
+        return target.is_dir() and all(_is_complete(part, target / part.file, verify=verify) for part in entry.parts)
     if entry.extract_to:
         return target.is_dir() and any(target.glob("*.mat"))
-    return target.is_file() and (entry.size is None or target.stat().st_size == entry.size)
+    if not target.is_file():
+        return False
+    if entry.size is not None:
+        return target.stat().st_size == entry.size
+    return not verify or _verify(entry, target, remove=False) is None
 
 
 def dataset_path(name: str) -> Path:
@@ -210,10 +217,11 @@ def download(name: str, *, dest: Path | None = None, force: bool = False, progre
 
     The file is streamed to ``<file>.part``; a ``.part`` left by an interrupted run is resumed with an HTTP Range
     request (restarted from byte 0 if the server ignores it). Size, format and checksum are verified before the
-    file is renamed to its final name; on a mismatch the ``.part`` is deleted and the next source is tried (a resumed
-    download that fails is retried once from scratch first); :class:`DownloadError` says what differed at each. An existing complete file is kept
-    as it is unless ``force``; even then it is only replaced by a verified new one. For Cars3D the verified archive
-    is unpacked (``data/cars/*.mat``, ``list.txt``) into ``dest/cars3d`` and then deleted.
+    file is renamed to its final name; on a mismatch the ``.part`` is deleted and the next source is tried (a
+    resumed download that fails is retried once from scratch first); :class:`DownloadError` says what differed at
+    each. An existing complete file (of the right size, or when no size is known of the right checksum) is kept as
+    it is unless ``force``; even then it is only replaced by a verified new one. A file of that name that fails the
+    check is replaced the same way. For Cars3D the verified archive is unpacked (``data/cars/*.mat``, ``list.txt``) into ``dest/cars3d`` and then deleted.
 
     Args:
         url: the source to use instead of the table's URL (a mirror, ``file://`` path, test server). Without it,
@@ -223,14 +231,14 @@ def download(name: str, *, dest: Path | None = None, force: bool = False, progre
     root = Path(dest).expanduser() if dest is not None else data_dir()
     root.mkdir(parents=True, exist_ok=True)
     target = _target(entry, root)
-    if not force and _is_complete(entry, target):
+    if not force and _is_complete(entry, target, verify=True):
         return target
     archive = root / entry.file
     with file_lock(root / f".{entry.file}.lock"):
-        if not force and _is_complete(entry, target):  # finished by a concurrent run while we waited
+        if not force and _is_complete(entry, target, verify=True):  # finished by a concurrent run while we waited
             return target
         if entry.parts:
-            todo = [part for part in entry.parts if force or not _is_complete(part, target / part.file)]
+            todo = [part for part in entry.parts if force or not _is_complete(part, target / part.file, verify=True)]
             sources = [_sources(part, url, entry) for part in todo]  # fails before any request without a source
             target.mkdir(exist_ok=True)
             for part, part_sources in zip(todo, sources):
@@ -316,6 +324,8 @@ def _fetch_any(entry: Dataset, sources: list[str], final: Path, progress: bool) 
             continue
         os.replace(part, final)
         return
+    if final.is_file() and (problem := _verify(entry, final, remove=False)):
+        failures.append(f"the file already at {final} is not {entry.name} ({problem}); it was left as it is")
     raise DownloadError(f"could not download {entry.name} ({entry.file}) from any of its {len(sources)} "
                         f"source(s): " + "; ".join(failures)
                         + (f"; the partial file {part} is kept and a rerun resumes it" if part.exists() else ""))
