@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
 import os
 import pickle
@@ -255,6 +256,19 @@ def test_npz_cache_is_rebuilt_when_the_npz_changes(tmp_path):
     np.testing.assert_array_equal(npz_member_as_memmap(path, "imgs", tmp_path), 1 - first)
 
 
+def test_npz_cache_is_rebuilt_when_the_npz_is_replaced_keeping_its_modification_time(tmp_path):
+    """A copy that keeps the old file's time (``cp -p``, ``rsync -t``, ``tar x``): the size tells them apart."""
+    path = write_dsprites(tmp_path / "d.npz")
+    first = np.array(npz_member_as_memmap(path, "imgs", tmp_path))
+    before = os.stat(path)
+    with np.load(path, allow_pickle=True) as archive:
+        arrays = dict(archive)
+    np.savez_compressed(path, **{**arrays, "imgs": 1 - arrays["imgs"], "extra": np.arange(100)})
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_mtime_ns == before.st_mtime_ns and os.stat(path).st_size != before.st_size
+    np.testing.assert_array_equal(npz_member_as_memmap(path, "imgs", tmp_path), 1 - first)
+
+
 def stored_images(path) -> np.ndarray:
     with h5py.File(path, "r") as f:
         return f["images"][()]
@@ -307,7 +321,8 @@ def test_stale_truncated_or_foreign_cache_is_rebuilt(tmp_path):
     env = Shapes3D(path)
     assert (env._images[:, -1, -1, -1] == 7).all()
     np.testing.assert_array_equal(env._images, stored_images(path))
-    assert cache.stat().st_mtime_ns == stamp  # the copy carries its source's time
+    record = json.loads((tmp_path / ".3dshapes.images.npy.source").read_text())
+    assert record == {"size": path.stat().st_size, "mtime_ns": stamp}  # which version of the .h5 the copy is of
 
 
 def unpack_then_die(path) -> None:

@@ -8,9 +8,9 @@ memory, and never converted to float here.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import time
 import zipfile
 from collections.abc import Iterable
 from contextlib import ExitStack
@@ -65,11 +65,12 @@ def cached_npy(cache: Path, source: Path, shape: Sequence[int], dtype: np.dtype,
     (compressed) in the file ``source``, written once by ``fill(out, advance)``.
 
     ``fill`` writes every element of the writable map ``out`` and calls ``advance(n)`` as it goes (``n`` of
-    ``total`` ``unit``s, for the tqdm bar). The cache is written under a lock to a temporary file, stamped with
-    ``source``'s modification time and only then renamed into place, so an interrupted or killed unpack never
-    leaves a file under the cache's name. An existing cache is used only if it is a readable ``.npy`` of this
-    shape and dtype carrying ``source``'s modification time; otherwise (a cache of an earlier version of the
-    source, a truncated or foreign file) it is rebuilt. Reading a complete cache writes nothing, so a read-only
+    ``total`` ``unit``s, for the tqdm bar). The cache is written under a lock to a temporary file and only then
+    renamed into place, so an interrupted or killed unpack never leaves a file under the cache's name. Beside it,
+    ``.<cache name>.source`` records the size and modification time ``source`` had when the copy was read. An
+    existing cache is used only if it is a readable ``.npy`` of this shape and dtype whose record matches
+    ``source`` now; otherwise (a cache of an earlier version of the source, even one with the same modification
+    time, a truncated or foreign file) it is rebuilt. Reading a complete cache writes nothing, so a read-only
     directory holding one works; building one where nothing can be written raises PermissionError naming the
     directory (pass the loader's ``cache_dir=`` a writable one), and OSError when its disk has too little space.
     """
@@ -92,7 +93,7 @@ def cached_npy(cache: Path, source: Path, shape: Sequence[int], dtype: np.dtype,
         if free < needed:
             raise OSError(f"not enough disk space in {cache.parent} for the unpacked copy {cache.name} of {source}: "
                           f"need {needed / 2**30:.2f} GiB, {free / 2**30:.2f} GiB free; pass cache_dir= another disk")
-        stamp = source.stat().st_mtime_ns  # before reading: a source changed meanwhile fails the check later
+        key = _source_key(source)  # before reading: a source changed meanwhile fails the check later
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
         from tqdm.auto import tqdm
         try:
@@ -101,8 +102,9 @@ def cached_npy(cache: Path, source: Path, shape: Sequence[int], dtype: np.dtype,
                 fill(out, bar.update)
             out.flush()
             del out
-            os.utime(tmp, ns=(time.time_ns(), stamp))
+            _record(cache).unlink(missing_ok=True)  # no moment where the new copy carries the old record
             os.replace(tmp, cache)
+            _record(cache).write_text(json.dumps(key))
         finally:
             tmp.unlink(missing_ok=True)
     return np.load(cache, mmap_mode="r")
@@ -111,12 +113,23 @@ def cached_npy(cache: Path, source: Path, shape: Sequence[int], dtype: np.dtype,
 def _complete_cache(cache: Path, source: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
     """The memory-mapped ``cache`` if it is a finished copy of ``source`` (see :func:`cached_npy`), else None."""
     try:
-        if cache.stat().st_mtime_ns != source.stat().st_mtime_ns:
+        if json.loads(_record(cache).read_text()) != _source_key(source):
             return None
         array = np.load(cache, mmap_mode="r")
     except (OSError, ValueError, EOFError):  # absent, truncated (shorter than its header says) or not an .npy
         return None
     return array if array.shape == shape and array.dtype == dtype else None
+
+
+def _record(cache: Path) -> Path:
+    """Where :func:`cached_npy` records which version of the source ``cache`` was unpacked from."""
+    return cache.with_name(f".{cache.name}.source")
+
+
+def _source_key(source: Path) -> dict[str, int]:
+    """What identifies a version of ``source`` without reading it: its size and modification time."""
+    stat = source.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path, progress: bool = True) -> np.ndarray:
