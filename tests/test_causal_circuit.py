@@ -25,7 +25,7 @@ from PIL import Image
 
 from dynrep import cli
 from dynrep.data import download as dl
-from dynrep.data.download import DATASETS, DownloadError, dataset_path, download
+from dynrep.data.download import DATASETS, DataFileError, DownloadError, dataset_path, download
 from dynrep.envs.causal_circuit import CausalCircuit, icm_vae_regime, select_frames
 from dynrep.envs.registry import make_env
 
@@ -354,7 +354,8 @@ def test_missing_data_and_bad_arguments(tmp_path, monkeypatch, data):
     np.savez(bad / "test.npz", imgs=np.zeros((1, 2), dtype="S4"), original_latents=np.full((1, 2, 4), 0.9))
     with pytest.raises(ValueError, match="falls in ICM-VAE's regimes"):
         CausalCircuit(bad, subset="test")
-    with pytest.raises(ValueError, match=r"imgs\[0, 0\] is not a decodable image"):
+    with pytest.raises(DataFileError, match=r"test.npz is damaged \(imgs\[0, 0\] is not a decodable image: .*\); "
+                                            r"download it again with `dynrep download causal_circuit --url DIR --force"):
         CausalCircuit(bad, subset="test", regimes="all", progress=False)
 
 

@@ -26,12 +26,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator
 
-__all__ = ["DATASETS", "Dataset", "DownloadError", "data_dir", "dataset_path", "download"]
+__all__ = ["DATASETS", "DataFileError", "Dataset", "DownloadError", "damaged", "data_dir", "dataset_path",
+           "download", "reading", "redownload_command"]
 
 #: Read/write block size of the stream (1 MiB).
 CHUNK = 1 << 20
@@ -45,6 +47,11 @@ MAGIC = {".h5": b"\x89HDF\r\n\x1a\n", ".npz": b"PK", ".gz": b"\x1f\x8b"}
 
 class DownloadError(RuntimeError):
     """A download that failed, or whose result did not match the expected size, format or checksum."""
+
+
+class DataFileError(DownloadError):
+    """A data file that cannot be read because it is damaged (truncated or corrupt). The one-line message names
+    the file, says what is wrong and gives the command that downloads it again (:func:`redownload_command`)."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +187,43 @@ def _is_complete(entry: Dataset, target: Path, *, verify: bool = False) -> bool:
     if entry.size is not None:
         return target.stat().st_size == entry.size
     return not verify or _verify(entry, target, remove=False) is None
+
+
+def redownload_command(name: str, path: str | Path | None = None) -> str:
+    """The command that replaces a damaged copy of dataset ``name``: ``dynrep download NAME --force`` (with
+    ``--url DIR`` where no direct URL is known, and ``--dest DIR`` when ``path``, the damaged file, is an
+    official file of the dataset outside :func:`data_dir`)."""
+    entry = _entry(name)
+    command = entry.command + ("" if _has_direct_url(entry) else " --url DIR") + " --force"
+    if path is not None:
+        path, top = Path(path), entry.extract_to or entry.file
+        root = path.parent if path.name == top else path.parent.parent if path.parent.name == top else None
+        if root is not None and root.resolve() != data_dir().resolve():
+            command += f" --dest {root}"
+    return command
+
+
+def damaged(path: str | Path, problem: str, name: str) -> DataFileError:
+    """The :class:`DataFileError` for file ``path`` of dataset ``name``, damaged as ``problem`` says."""
+    return DataFileError(f"{path} is damaged ({problem}); download it again with "
+                         f"`{redownload_command(name, path)}`")
+
+
+@contextmanager
+def reading(path: str | Path, name: str, errors: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Turn the errors of reading a damaged file ``path`` of dataset ``name`` inside the block into
+    :class:`DataFileError`: a truncated or corrupt zip archive (``.npz``), zlib stream, ``.npy`` header
+    (numpy's ValueError: keep the block to reading) or HDF5 file (h5py's OSError, which has no errno), and
+    ``errors``, those a reader of another format raises. Other OSErrors (a missing file, no permission, a full
+    disk) pass through unchanged."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, *errors) as err:
+        raise damaged(path, f"{type(err).__name__}: {err}", name) from err
+    except OSError as err:
+        if type(err) is not OSError or err.errno is not None:
+            raise
+        raise damaged(path, str(err), name) from err
 
 
 def dataset_path(name: str) -> Path:

@@ -65,13 +65,15 @@ import torch
 from PIL import Image
 
 from dynrep.checks import as_generator, check_int
-from dynrep.data.download import dataset_path
+from dynrep.data.download import damaged, dataset_path, reading
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 from dynrep.envs.causal import CausalVariables
 from dynrep.envs.factor_images import npz_member_as_memmap, read_npy_header
 from dynrep.envs.registry import register_env
 
+#: Name of the dataset in :data:`~dynrep.data.download.DATASETS` (for the command that downloads a damaged file again).
+DATASET = "causal_circuit"
 #: Factor (= causal variable) names, in ICM-VAE's label order.
 NAMES = ("arm", "blue", "green", "red")
 #: Column of ``original_latents`` (file order [red, green, blue, arm]) of each factor: ICM-VAE's ``perm``.
@@ -135,14 +137,16 @@ def _rebuild(cls: type, config: dict) -> "CausalCircuit":
 
 def _npz_array_header(file: Path, key: str) -> tuple[tuple[int, ...], np.dtype, bool]:
     """``(shape, dtype, stored uncompressed)`` of array ``key`` of an ``.npz`` without reading the array."""
-    with zipfile.ZipFile(file) as archive:
-        member = f"{key}.npy"
-        if member not in archive.namelist():
-            held = sorted(name.removesuffix(".npy") for name in archive.namelist())
-            raise ValueError(f"{file}: no array {key!r}; it holds {held} (is this a CausalCircuit file?)")
-        stored = archive.getinfo(member).compress_type == zipfile.ZIP_STORED
-        with archive.open(member) as f:
-            shape, _, dtype = read_npy_header(f)
+    member = f"{key}.npy"
+    with reading(file, DATASET), zipfile.ZipFile(file) as archive:
+        names = archive.namelist()
+        if member in names:
+            stored = archive.getinfo(member).compress_type == zipfile.ZIP_STORED
+            with archive.open(member) as f:
+                shape, _, dtype = read_npy_header(f)
+    if member not in names:
+        held = sorted(name.removesuffix(".npy") for name in names)
+        raise ValueError(f"{file}: no array {key!r}; it holds {held} (is this a CausalCircuit file?)")
     return tuple(shape), np.dtype(dtype), stored
 
 
@@ -228,10 +232,11 @@ class CausalCircuit(CausalVariables, Environment):
     def _read_latents(file: Path) -> np.ndarray:
         """``original_latents [P, 2, 4]`` float64 of one file, after checking it matches its ``imgs [P, 2]``."""
         shape, dtype, _ = _npz_array_header(file, "imgs")
-        with np.load(file, allow_pickle=False) as archive:
-            if "original_latents" not in archive.files:
-                raise ValueError(f"{file}: no array 'original_latents'; it holds {sorted(archive.files)}")
-            latents = archive["original_latents"]
+        with reading(file, DATASET), np.load(file, allow_pickle=False) as archive:
+            held = archive.files
+            latents = archive["original_latents"] if "original_latents" in held else None
+        if latents is None:
+            raise ValueError(f"{file}: no array 'original_latents'; it holds {sorted(held)}")
         if latents.ndim != 3 or latents.shape[1:] != (2, 4):
             raise ValueError(f"{file}: expected original_latents of shape (N, 2, 4), got {latents.shape}")
         if shape != (len(latents), 2) or dtype.kind != "S":
@@ -289,9 +294,9 @@ class CausalCircuit(CausalVariables, Environment):
                     file = self.path / name
                     _, _, stored = _npz_array_header(file, "imgs")
                     if stored:  # mapped in place: only the kept frames are read
-                        images = npz_member_as_memmap(file, "imgs", self.path)
+                        images = npz_member_as_memmap(file, "imgs", self.path, name=DATASET)
                     else:
-                        with np.load(file, allow_pickle=False) as archive:
+                        with reading(file, DATASET), np.load(file, allow_pickle=False) as archive:
                             images = archive["imgs"]
                     for row in rows:
                         pair, side_index = self.sources[row, 1:]
@@ -310,7 +315,7 @@ class CausalCircuit(CausalVariables, Environment):
             with Image.open(io.BytesIO(bytes(data))) as image:
                 image = image.convert("RGB")
         except Exception as err:  # PIL raises several types for undecodable bytes
-            raise ValueError(f"{file}: imgs[{pair}, {side}] is not a decodable image ({err})") from err
+            raise damaged(file, f"imgs[{pair}, {side}] is not a decodable image: {err}", DATASET) from err
         if image.size != (self.image_size, self.image_size):
             image = image.resize((self.image_size, self.image_size), RESAMPLE)
         return np.asarray(image).transpose(2, 0, 1)

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from dynrep.data.download import dataset_path
+from dynrep.data.download import dataset_path, reading
 from dynrep.envs.factor_images import FactorImageEnvironment, grid_classes, npz_member_as_memmap
 from dynrep.envs.registry import register_env
 
@@ -46,10 +46,13 @@ class DSprites(FactorImageEnvironment):
         self.path = Path(path) if path is not None else dataset_path("dsprites")
         if not self.path.is_file():
             raise FileNotFoundError(f"no dSprites file at {self.path}; `dynrep download dsprites` fetches it")
-        with np.load(self.path) as archive:
-            if "latents_classes" not in archive.files or "imgs" not in archive.files:
-                raise ValueError(f"{self.path}: not a dSprites file, it holds {archive.files}")
-            classes, latent_values = archive["latents_classes"], archive["latents_values"]
+        with reading(self.path, "dsprites"), np.load(self.path) as archive:
+            held = archive.files
+            labels = [archive[key] for key in ("latents_classes", "latents_values") if key in held]
+        if len(labels) != 2 or "imgs" not in held:
+            raise ValueError(f"{self.path}: not a dSprites file (imgs, latents_classes, latents_values), "
+                             f"it holds {held}")
+        classes, latent_values = labels
         if classes.ndim != 2 or classes.shape[1] != 6 or len(np.unique(classes[:, 0])) != 1:
             raise ValueError(f"{self.path}: latents_classes must be [N, 6] with a constant colour column, "
                              f"got shape {classes.shape}")
@@ -58,7 +61,7 @@ class DSprites(FactorImageEnvironment):
         values = [latent_values[np.unique(grid[:, k], return_index=True)[1], k + 1] for k in range(len(NAMES))]
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.path.parent
         self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
-        images = npz_member_as_memmap(self.path, "imgs", self.cache_dir)
+        images = npz_member_as_memmap(self.path, "imgs", self.cache_dir, name="dsprites")
         # the official orientations are linspace(0, 2pi, 40): the last is the first angle again
         repeats = [k == NAMES.index("orientation") and bool(np.isclose(v[-1] - v[0], 2 * np.pi))
                    for k, v in enumerate(values)]

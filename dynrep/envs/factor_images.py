@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from dynrep.data.download import file_lock
+from dynrep.data.download import file_lock, reading
 from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 
 #: Bytes read at a time when a compressed .npz member or h5 dataset is unpacked to a .npy cache.
@@ -132,20 +132,26 @@ def _source_key(source: Path) -> dict[str, int]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path, progress: bool = True) -> np.ndarray:
-    """Read-only memory map of array ``key`` of an .npz file.
+def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path, progress: bool = True, *,
+                         name: str) -> np.ndarray:
+    """Read-only memory map of array ``key`` of an .npz file of dataset ``name``
+    (a :data:`~dynrep.data.download.DATASETS` key, for the re-download command).
 
     An uncompressed member is mapped in place; a compressed one is unpacked once, streamed in
-    chunks, to ``cache_dir/<npz stem>.<key>.npy`` (see :func:`cached_npy`).
+    chunks, to ``cache_dir/<npz stem>.<key>.npy`` (see :func:`cached_npy`). A truncated or corrupt
+    file raises :class:`~dynrep.data.download.DataFileError` (the command that downloads it again)
+    and leaves no partial copy.
     """
     member = f"{key}.npy"
-    with zipfile.ZipFile(npz_path) as archive:
-        if member not in archive.namelist():
-            raise ValueError(f"{npz_path}: no array {key!r}; it holds {[n[:-4] for n in archive.namelist()]}")
-        info = archive.getinfo(member)
-        with archive.open(member) as f:
-            shape, fortran, dtype = read_npy_header(f)
-            header = f.tell()
+    with reading(npz_path, name), zipfile.ZipFile(npz_path) as archive:
+        names = archive.namelist()
+        if member in names:
+            info = archive.getinfo(member)
+            with archive.open(member) as f:
+                shape, fortran, dtype = read_npy_header(f)
+                header = f.tell()
+    if member not in names:
+        raise ValueError(f"{npz_path}: no array {key!r}; it holds {[n[:-4] for n in names]}")
     if info.compress_type == zipfile.ZIP_STORED:
         # The member's data start: local file header (30 bytes + name + extra) + npy header.
         with open(npz_path, "rb") as raw:
@@ -157,14 +163,14 @@ def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path, progress: bo
     def fill(out: np.ndarray, advance: Callable[[int], object]) -> None:
         flat = out.reshape(-1, order="A").view(np.uint8)
         pos = 0
-        with zipfile.ZipFile(npz_path) as archive, archive.open(member) as f:
+        with reading(npz_path, name), zipfile.ZipFile(npz_path) as archive, archive.open(member) as f:
             read_npy_header(f)
             while chunk := f.read(_CHUNK_BYTES):
                 flat[pos:pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
                 pos += len(chunk)
                 advance(len(chunk))
-        if pos != flat.size:
-            raise ValueError(f"{npz_path}: array {key!r} is truncated ({pos} of {flat.size} bytes)")
+            if pos != flat.size:
+                raise EOFError(f"array {key!r} is truncated: {pos} of {flat.size} bytes")
 
     cache = Path(cache_dir) / f"{Path(npz_path).stem}.{key}.npy"
     nbytes = int(np.prod(shape)) * dtype.itemsize
@@ -172,12 +178,15 @@ def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path, progress: bo
                       desc=f"unpacking {Path(npz_path).name}:{key} (once)", progress=progress)
 
 
-def h5_dataset_as_array(dataset, cache_dir: Path, progress: bool = True) -> np.ndarray:
-    """Read-only memory map of an h5py dataset (``[N, ...]``).
+def h5_dataset_as_array(dataset, cache_dir: Path, progress: bool = True, *, name: str) -> np.ndarray:
+    """Read-only memory map of an h5py dataset (``[N, ...]``) of the file of dataset ``name``
+    (a :data:`~dynrep.data.download.DATASETS` key, for the re-download command).
 
     A contiguous, uncompressed dataset is mapped in place. Any other (chunked and compressed, as in the
     published 3dshapes.h5) is unpacked once, in blocks of whole chunks along axis 0, to
     ``cache_dir/<file stem>.<dataset name>.npy`` (see :func:`cached_npy`), so random reads never decompress.
+    A chunk that cannot be decompressed raises :class:`~dynrep.data.download.DataFileError` and leaves no
+    partial copy.
     """
     offset = dataset.id.get_offset()
     if offset is not None and dataset.chunks is None:
@@ -192,12 +201,13 @@ def h5_dataset_as_array(dataset, cache_dir: Path, progress: bool = True) -> np.n
     def fill(out: np.ndarray, advance: Callable[[int], object]) -> None:
         for start in range(0, rows, block):
             stop = min(start + block, rows)
-            dataset.read_direct(out, np.s_[start:stop], np.s_[start:stop])
+            with reading(source, name):
+                dataset.read_direct(out, np.s_[start:stop], np.s_[start:stop])
             advance(stop - start)
 
-    name = dataset.name.strip("/").replace("/", ".")
-    return cached_npy(Path(cache_dir) / f"{source.stem}.{name}.npy", source, dataset.shape, dataset.dtype, fill,
-                      total=rows, unit="image", desc=f"unpacking {source.name}:{name} (once)", progress=progress)
+    key = dataset.name.strip("/").replace("/", ".")
+    return cached_npy(Path(cache_dir) / f"{source.stem}.{key}.npy", source, dataset.shape, dataset.dtype, fill,
+                      total=rows, unit="image", desc=f"unpacking {source.name}:{key} (once)", progress=progress)
 
 
 def _rebuild(cls: type, config: dict) -> "FactorImageEnvironment":
