@@ -299,6 +299,71 @@ def test_the_redownload_command_names_a_data_directory_other_than_the_default(tm
         == f"dynrep download cars3d --force --dest {elsewhere}"
 
 
+def write_shapes3d_images(path: Path, images: np.ndarray) -> Path:
+    """The 3dshapes layout on the reduced grid, with the given ``images`` dataset."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=images)
+        f.create_dataset("labels", data=grid(SHAPES_VALUES))
+    return path
+
+
+def test_a_channels_first_images_array_is_refused(tmp_path):
+    pixels = index_images(len(grid(SHAPES_VALUES)), 3)
+    path = write_shapes3d_images(tmp_path / "3dshapes.h5", pixels.transpose(0, 3, 1, 2))
+    with pytest.raises(ValueError, match=rf"^{path}: images of shape \[72, 3, 64, 64\]; expected \[N, H, W\] or "
+                                         rf"channels-last \[N, H, W, C\] with C = 1 or 3 \(a channels-first store "
+                                         rf"\[N, C, H, W\] must be transposed\)$"):
+        Shapes3D(path)
+    with pytest.raises(ValueError, match=r"images of shape \[72, 64, 64, 2\]; expected"):
+        Shapes3D(write_shapes3d_images(tmp_path / "two.h5", pixels[..., :2]))
+    assert Shapes3D(write_shapes3d_images(tmp_path / "grey.h5", pixels[..., :1])).observation_shape == (1, 64, 64)
+
+
+def last_pixel(images: np.ndarray, value) -> np.ndarray:
+    images = images.copy()
+    images[-1, -1, -1, -1] = value  # in the last block of the chunked min/max pass
+    return images
+
+
+PIXELS = index_images(len(grid(SHAPES_VALUES)), 3)
+
+
+@pytest.mark.parametrize("images,problem", [
+    (last_pixel(PIXELS.astype(np.float32), 255), r"images hold float32 values in 0.0..255.0; expected float "
+                                                 r"intensities in \[0, 1\]$"),
+    (last_pixel(PIXELS.astype(np.float64) / 255, np.nan), r"images hold float64 values in nan..nan; expected float"),
+    (last_pixel(PIXELS.astype(np.int16), -3), r"images hold int16 values in -3..71; expected integer pixels in "
+                                              r"0\.\.255$"),
+    (last_pixel(PIXELS.astype(np.uint16), 256), r"images hold uint16 values in 0..256; expected integer pixels"),
+], ids=["float-0-255", "float-nan", "negative-int", "int-above-255"])
+def test_images_out_of_range_are_refused_at_load(tmp_path, monkeypatch, images, problem):
+    monkeypatch.setattr(factor_images, "_CHUNK_BYTES", 10 * 64 * 64 * 3 * images.dtype.itemsize)  # 8 blocks
+    path = write_shapes3d_images(tmp_path / "3dshapes.h5", images)
+    with pytest.raises(ValueError, match=f"^{path}: {problem}"):
+        Shapes3D(path)
+
+
+@pytest.mark.parametrize("images", [PIXELS.astype(np.int64), PIXELS.astype(np.float32) / 255],
+                         ids=["int64-pixels", "float-intensities"])
+def test_other_pixel_dtypes_render_as_their_uint8_pixels(tmp_path, images):
+    env = Shapes3D(write_shapes3d_images(tmp_path / "3dshapes.h5", images))
+    reference = Shapes3D(write_shapes3d_images(tmp_path / "uint8.h5", PIXELS))
+    factors = reference.sample_factors(30, 0)
+    obs = env.render(factors)
+    assert obs.dtype == np.uint8
+    np.testing.assert_array_equal(obs, reference.render(factors))
+
+
+def test_dsprites_pixels_other_than_0_and_1_are_refused(tmp_path):
+    path = write_dsprites(tmp_path / "d.npz")
+    with np.load(path, allow_pickle=True) as archive:
+        arrays = dict(archive)
+    np.savez_compressed(path, **{**arrays, "imgs": arrays["imgs"] * np.uint8(200)})  # 200 * 255 wraps in uint8
+    with pytest.raises(ValueError, match=rf"^{path}: images hold uint8 values in 0..200; expected integers in 0..1 "
+                                         rf"\(multiplied by 255 to pixels in 0..255\)$"):
+        DSprites(path)
+
+
 @pytest.mark.parametrize("compressed", [True, False], ids=["compressed-cached", "stored-mapped"])
 def test_dsprites(tmp_path, compressed):
     path = write_dsprites(tmp_path / "dsprites.npz", compressed=compressed)

@@ -68,7 +68,8 @@ class Cars3D(FactorImageEnvironment):
         images = np.load(cache, mmap_mode="r") if cache.exists() else build_cache(self.path, cache)
         objects = len(images) // (4 * 24)
         self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
-        super().__init__(images, NAMES, [np.arange(4), np.arange(24), np.arange(objects)], PERIODIC, factors)
+        super().__init__(images, NAMES, [np.arange(4), np.arange(24), np.arange(objects)], PERIODIC, factors,
+                         source=str(cache))
 
     def get_config(self) -> dict[str, Any]:
         return {"path": str(self.path), "factors": self._subset_arg or None}

@@ -65,7 +65,7 @@ class DSprites(FactorImageEnvironment):
         # the official orientations are linspace(0, 2pi, 40): the last is the first angle again
         repeats = [k == NAMES.index("orientation") and bool(np.isclose(v[-1] - v[0], 2 * np.pi))
                    for k, v in enumerate(values)]
-        super().__init__(images, NAMES, values, PERIODIC, factors, scale=255, repeats=repeats)
+        super().__init__(images, NAMES, values, PERIODIC, factors, scale=255, repeats=repeats, source=str(self.path))
 
     def get_config(self) -> dict[str, Any]:
         return {"path": str(self.path), "factors": self._subset_arg or None, "cache_dir": str(self.cache_dir)}

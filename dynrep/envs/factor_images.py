@@ -210,6 +210,37 @@ def h5_dataset_as_array(dataset, cache_dir: Path, progress: bool = True, *, name
                       total=rows, unit="image", desc=f"unpacking {source.name}:{key} (once)", progress=progress)
 
 
+def check_images(images, where: str, scale: int = 1) -> None:
+    """Check that an image store holds images a :class:`FactorImageEnvironment` can show.
+
+    The layout must be ``[N, H, W]`` or channels-last ``[N, H, W, C]`` with C = 1 or 3, and the values integer
+    pixels in 0..255 (with ``scale``, integers in ``0..255 // scale``, which are multiplied by it) or float
+    intensities in [0, 1]. Only the shape is looked at for uint8 without a scale; otherwise the values' minimum
+    and maximum are taken in one pass of blocks of about ``_CHUNK_BYTES`` (a multi-GB memory map is never copied).
+    Raises ValueError naming ``where`` (the file), what it holds and what is expected.
+    """
+    shape, dtype = tuple(images.shape), np.dtype(images.dtype)
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3)):
+        hint = " (a channels-first store [N, C, H, W] must be transposed)" if len(shape) == 4 and shape[1] in (1, 3) \
+            else ""
+        raise ValueError(f"{where}: images of shape {list(shape)}; expected [N, H, W] or channels-last "
+                         f"[N, H, W, C] with C = 1 or 3{hint}")
+    if dtype.kind not in "uif":
+        raise ValueError(f"{where}: images of dtype {dtype}; expected integer pixels (uint8, 0..255) or float "
+                         f"intensities in [0, 1]")
+    if (dtype == np.uint8 and scale == 1) or shape[0] == 0:
+        return
+    rows = max(1, _CHUNK_BYTES // max(1, int(np.prod(shape[1:])) * dtype.itemsize))
+    blocks = [np.asarray(images[start:start + rows]) for start in range(0, shape[0], rows)]
+    low = np.min([block.min() for block in blocks]) if dtype.kind != "u" else 0  # unsigned: never below 0
+    high = np.max([block.max() for block in blocks])
+    limit = 1 if dtype.kind == "f" else 255 // scale
+    if not (low >= 0 and high <= limit):  # NaN fails too
+        expected = ("float intensities in [0, 1]" if dtype.kind == "f" else "integer pixels in 0..255" if scale == 1
+                    else f"integers in 0..{limit} (multiplied by {scale} to pixels in 0..255)")
+        raise ValueError(f"{where}: images hold {dtype} values in {low}..{high}; expected {expected}")
+
+
 def _rebuild(cls: type, config: dict) -> "FactorImageEnvironment":
     return cls(**config)
 
@@ -219,17 +250,20 @@ class FactorImageEnvironment(Environment):
 
     Args:
         images: store indexable on axis 0 (numpy array, memmap or h5py dataset) of
-            ``[N, H, W]`` or ``[N, H, W, C]`` uint8 images, in C order over the full
-            factor grid (last factor fastest).
+            ``[N, H, W]`` or channels-last ``[N, H, W, C]`` (C = 1 or 3) images, in C order over the
+            full factor grid (last factor fastest): integer pixels in 0..255 (uint8 as published; other
+            integer dtypes are cast when rendered) or float intensities in [0, 1] (rendered as
+            ``round(255 x)``), checked by :func:`check_images`.
         names: factor names, grid order.
         values: per factor, the sorted values its classes stand for (``len`` = grid size).
         periodic: per factor, whether ±1 shifts wrap around.
         factors: optional subset, ``{name: class indices to keep}``; kept classes are
             renumbered ``0..len-1`` in the given order.
-        scale: multiplier bringing stored values to 0..255 (dSprites stores {0, 1}).
+        scale: multiplier bringing stored integers to 0..255 (dSprites stores {0, 1}: 255).
         repeats: per factor, whether its last class shows its first class's value again (an angle sampled
             over [0, 2pi] with both ends); a periodic one then cycles over the other classes (its
             period is one less), so ±1 from the last distinct class wraps to the first, never to the repeat.
+        source: the file the images come from, named in errors.
 
     The environment's factor vectors index the kept classes; ``factors_to_index`` maps
     them to rows of the full store.
@@ -237,7 +271,8 @@ class FactorImageEnvironment(Environment):
 
     def __init__(self, images, names: Sequence[str], values: Sequence[np.ndarray], periodic: Sequence[bool],
                  factors: Mapping[str, Sequence[int]] | None = None, scale: int = 1,
-                 repeats: Sequence[bool] | None = None):
+                 repeats: Sequence[bool] | None = None, source: str = "images"):
+        check_images(images, source, scale)
         sizes = [len(v) for v in values]
         if images.shape[0] != int(np.prod(sizes)):
             raise ValueError(f"the image store has {images.shape[0]} images; the factor grid "
@@ -321,4 +356,8 @@ class FactorImageEnvironment(Environment):
         if images.ndim == 3:
             images = images[..., None]
         images = images.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(images * np.uint8(self._scale) if self._scale != 1 else images)
+        if images.dtype.kind == "f":
+            images = np.rint(images * 255)
+        elif self._scale != 1:
+            images = images * np.uint8(self._scale)  # checked at load: the products stay within 0..255
+        return np.ascontiguousarray(images, dtype=np.uint8)

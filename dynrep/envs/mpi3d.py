@@ -56,7 +56,7 @@ class MPI3D(FactorImageEnvironment):
             raise ValueError(f"{self.path}: {len(images)} images do not form the documented factor grid "
                              f"{dict(zip(NAMES, self.sizes))} ({int(np.prod(self.sizes))} images)")
         self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
-        super().__init__(images, NAMES, [np.arange(s) for s in self.sizes], PERIODIC, factors)
+        super().__init__(images, NAMES, [np.arange(s) for s in self.sizes], PERIODIC, factors, source=str(self.path))
 
     def get_config(self) -> dict[str, Any]:
         return {"variant": self.variant, "path": str(self.path), "factors": self._subset_arg or None,

@@ -56,7 +56,7 @@ class Shapes3D(FactorImageEnvironment):
             _, values = grid_classes(labels, NAMES, str(self.path))
             images = h5_dataset_as_array(file["images"], self.cache_dir, progress, name="shapes3d")
         self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
-        super().__init__(images, NAMES, values, PERIODIC, factors)
+        super().__init__(images, NAMES, values, PERIODIC, factors, source=str(self.path))
 
     def get_config(self) -> dict[str, Any]:
         return {"path": str(self.path), "factors": self._subset_arg or None, "cache_dir": str(self.cache_dir)}
