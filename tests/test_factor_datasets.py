@@ -517,7 +517,7 @@ def test_stale_truncated_or_foreign_cache_is_rebuilt(tmp_path):
     assert (env._images[:, -1, -1, -1] == 7).all()
     np.testing.assert_array_equal(env._images, stored_images(path))
     record = json.loads((tmp_path / ".3dshapes.images.npy.source").read_text())
-    assert record == {"size": path.stat().st_size, "mtime_ns": stamp}  # which version of the .h5 the copy is of
+    assert record == [{"size": path.stat().st_size, "mtime_ns": stamp}]  # which version of the .h5 the copy is of
 
 
 def unpack_then_die(path) -> None:

@@ -265,7 +265,8 @@ def download(name: str, *, dest: Path | None = None, force: bool = False, progre
     resumed download that fails is retried once from scratch first); :class:`DownloadError` says what differed at
     each. An existing complete file (of the right size, or when no size is known of the right checksum) is kept as
     it is unless ``force``; even then it is only replaced by a verified new one. A file of that name that fails the
-    check is replaced the same way. For Cars3D the verified archive is unpacked (``data/cars/*.mat``, ``list.txt``) into ``dest/cars3d`` and then deleted.
+    check is replaced the same way. For Cars3D the verified archive is unpacked (``data/cars/*.mat``, ``list.txt``)
+    into ``dest/cars3d`` and then deleted.
 
     Args:
         url: the source to use instead of the table's URL (a mirror, ``file://`` path, test server). Without it,

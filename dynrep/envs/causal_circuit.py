@@ -55,10 +55,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -69,7 +68,7 @@ from dynrep.data.download import damaged, dataset_path, reading
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 from dynrep.envs.causal import CausalVariables
-from dynrep.envs.factor_images import npz_member_as_memmap, read_npy_header
+from dynrep.envs.factor_images import cached_npy, npz_member_as_memmap, read_npy_header
 from dynrep.envs.registry import register_env
 
 #: Name of the dataset in :data:`~dynrep.data.download.DATASETS` (for the command that downloads a damaged file again).
@@ -260,54 +259,41 @@ class CausalCircuit(CausalVariables, Environment):
         return self._cache_path
 
     def _open_cache(self, raw_latents: np.ndarray, progress: bool) -> np.ndarray:
+        """The decoded-frame cache (see :func:`~dynrep.envs.factor_images.cached_npy`: built once under a lock,
+        rebuilt when a file's size or modification time changes), built by :meth:`_decode_frames`."""
         directory = self.cache_dir if self.cache_dir is not None else self.path
         prefix = f"causal_circuit_{self.subset}_{self.regimes}_x{self.image_size}_"
         self._cache_path = cache = directory / f"{prefix}{self._cache_key(raw_latents)}.npy"
-        expected = (len(self.sources), *self.observation_shape)
-        if cache.is_file():
-            try:
-                images = np.load(cache, mmap_mode="r")
-            except (ValueError, OSError, EOFError):  # truncated or not an .npy: rebuilt below
-                images = None
-            if images is not None and images.shape == expected and images.dtype == np.uint8:
-                return images
-        directory.mkdir(parents=True, exist_ok=True)
-        self._build_cache(cache, expected, progress)
-        for stale in directory.glob(f"{prefix}*.npy"):  # caches of an earlier version of the files or code
-            if stale != cache:
-                stale.unlink(missing_ok=True)
-        return np.load(cache, mmap_mode="r")
 
-    def _build_cache(self, cache: Path, shape: tuple[int, ...], progress: bool) -> None:
-        """Decode every kept frame once, resize it, and write them all to ``cache`` (temporary file + rename)."""
-        from tqdm.auto import tqdm
-        side = self.image_size
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        try:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-            with tqdm(total=shape[0], unit="frame", disable=not progress,
-                      desc=f"CausalCircuit {self.subset}: decoding to {side}x{side} (once)") as bar:
-                for number, name in enumerate(self.files):
-                    rows = np.flatnonzero(self.sources[:, 0] == number)
-                    if not len(rows):
-                        continue
-                    file = self.path / name
-                    _, _, stored = _npz_array_header(file, "imgs")
-                    if stored:  # mapped in place: only the kept frames are read
-                        images = npz_member_as_memmap(file, "imgs", self.path, name=DATASET)
-                    else:
-                        with reading(file, DATASET), np.load(file, allow_pickle=False) as archive:
-                            images = archive["imgs"]
-                    for row in rows:
-                        pair, side_index = self.sources[row, 1:]
-                        out[row] = self._decode(images[pair, side_index], file, pair, side_index)
-                        bar.update(1)
-                    del images
-            out.flush()
-            del out
-            os.replace(tmp, cache)
-        finally:
-            tmp.unlink(missing_ok=True)
+        def fill(out: np.ndarray, advance: Callable[[int], object]) -> None:
+            for stale in directory.glob(f"{prefix}*.npy"):  # caches of an earlier version of the files or code
+                if stale != cache:
+                    stale.unlink(missing_ok=True)
+            self._decode_frames(out, advance)
+
+        side, files = self.image_size, [self.path / name for name in self.files]
+        return cached_npy(cache, files, (len(self.sources), *self.observation_shape), np.uint8, fill,
+                          total=len(self.sources), unit="frame", progress=progress,
+                          desc=f"CausalCircuit {self.subset}: decoding to {side}x{side} (once)")
+
+    def _decode_frames(self, out: np.ndarray, advance: Callable[[int], object]) -> None:
+        """Decode every kept frame once, resized, into ``out`` ``[N, 3, S, S]``, calling ``advance(1)`` per frame."""
+        for number, name in enumerate(self.files):
+            rows = np.flatnonzero(self.sources[:, 0] == number)
+            if not len(rows):
+                continue
+            file = self.path / name
+            _, _, stored = _npz_array_header(file, "imgs")
+            if stored:  # mapped in place: only the kept frames are read
+                images = npz_member_as_memmap(file, "imgs", self.path, name=DATASET)
+            else:
+                with reading(file, DATASET), np.load(file, allow_pickle=False) as archive:
+                    images = archive["imgs"]
+            for row in rows:
+                pair, side_index = self.sources[row, 1:]
+                out[row] = self._decode(images[pair, side_index], file, pair, side_index)
+                advance(1)
+            del images
 
     def _decode(self, data: bytes, file: Path, pair: int, side: int) -> np.ndarray:
         """One JPEG -> ``[3, S, S]`` uint8 (RGB, resized with :data:`RESAMPLE` when its size differs)."""

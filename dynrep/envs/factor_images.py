@@ -58,42 +58,45 @@ def read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
     return readers[version](f)
 
 
-def cached_npy(cache: Path, source: Path, shape: Sequence[int], dtype: np.dtype,
+def cached_npy(cache: Path, source: Path | Sequence[Path], shape: Sequence[int], dtype: np.dtype,
                fill: Callable[[np.ndarray, Callable[[int], object]], None], *, total: int, unit: str, desc: str,
                fortran_order: bool = False, progress: bool = True) -> np.ndarray:
     """Read-only memory map of ``cache``: an uncompressed ``.npy`` copy, ``shape`` and ``dtype``, of an array held
-    (compressed) in the file ``source``, written once by ``fill(out, advance)``.
+    (compressed) in the file ``source`` (or decoded from several files: a sequence of them), written once by
+    ``fill(out, advance)``.
 
     ``fill`` writes every element of the writable map ``out`` and calls ``advance(n)`` as it goes (``n`` of
     ``total`` ``unit``s, for the tqdm bar). The cache is written under a lock to a temporary file and only then
     renamed into place, so an interrupted or killed unpack never leaves a file under the cache's name. Beside it,
-    ``.<cache name>.source`` records the size and modification time ``source`` had when the copy was read. An
+    ``.<cache name>.source`` records the size and modification time each source had when the copy was read. An
     existing cache is used only if it is a readable ``.npy`` of this shape and dtype whose record matches
     ``source`` now; otherwise (a cache of an earlier version of the source, even one with the same modification
     time, a truncated or foreign file) it is rebuilt. Reading a complete cache writes nothing, so a read-only
     directory holding one works; building one where nothing can be written raises PermissionError naming the
     directory (pass the loader's ``cache_dir=`` a writable one), and OSError when its disk has too little space.
     """
-    cache, source, shape, dtype = Path(cache), Path(source), tuple(shape), np.dtype(dtype)
-    if (ready := _complete_cache(cache, source, shape, dtype)) is not None:
+    cache, shape, dtype = Path(cache), tuple(shape), np.dtype(dtype)
+    sources = [Path(source)] if isinstance(source, (str, os.PathLike)) else [Path(s) for s in source]
+    of = sources[0] if len(sources) == 1 else f"{len(sources)} files in {sources[0].parent}"
+    if (ready := _complete_cache(cache, sources, shape, dtype)) is not None:
         return ready
     with ExitStack() as stack:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(file_lock(cache.with_name(f".{cache.name}.lock")))
         except OSError as err:
-            raise PermissionError(f"cannot write the unpacked copy {cache.name} of {source} in {cache.parent} "
+            raise PermissionError(f"cannot write the unpacked copy {cache.name} of {of} in {cache.parent} "
                                   f"({err}); pass cache_dir= a writable directory") from err
-        if (ready := _complete_cache(cache, source, shape, dtype)) is not None:  # built while we waited
+        if (ready := _complete_cache(cache, sources, shape, dtype)) is not None:  # built while we waited
             return ready
         for stale in cache.parent.glob(f".{cache.name}.*.tmp"):  # left by a killed unpack (we hold the lock)
             stale.unlink(missing_ok=True)
         # Writes through a memory map cannot report a full disk (the process gets SIGBUS): check first.
         needed, free = int(np.prod(shape)) * dtype.itemsize, shutil.disk_usage(cache.parent).free
         if free < needed:
-            raise OSError(f"not enough disk space in {cache.parent} for the unpacked copy {cache.name} of {source}: "
+            raise OSError(f"not enough disk space in {cache.parent} for the unpacked copy {cache.name} of {of}: "
                           f"need {needed / 2**30:.2f} GiB, {free / 2**30:.2f} GiB free; pass cache_dir= another disk")
-        key = _source_key(source)  # before reading: a source changed meanwhile fails the check later
+        key = _source_key(sources)  # before reading: a source changed meanwhile fails the check later
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
         from tqdm.auto import tqdm
         try:
@@ -110,10 +113,10 @@ def cached_npy(cache: Path, source: Path, shape: Sequence[int], dtype: np.dtype,
     return np.load(cache, mmap_mode="r")
 
 
-def _complete_cache(cache: Path, source: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
-    """The memory-mapped ``cache`` if it is a finished copy of ``source`` (see :func:`cached_npy`), else None."""
+def _complete_cache(cache: Path, sources: list[Path], shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """The memory-mapped ``cache`` if it is a finished copy of ``sources`` (see :func:`cached_npy`), else None."""
     try:
-        if json.loads(_record(cache).read_text()) != _source_key(source):
+        if json.loads(_record(cache).read_text()) != _source_key(sources):
             return None
         array = np.load(cache, mmap_mode="r")
     except (OSError, ValueError, EOFError):  # absent, truncated (shorter than its header says) or not an .npy
@@ -126,10 +129,10 @@ def _record(cache: Path) -> Path:
     return cache.with_name(f".{cache.name}.source")
 
 
-def _source_key(source: Path) -> dict[str, int]:
-    """What identifies a version of ``source`` without reading it: its size and modification time."""
-    stat = source.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def _source_key(sources: list[Path]) -> list[dict[str, int]]:
+    """What identifies a version of the files ``sources`` without reading them: their sizes and modification
+    times."""
+    return [{"size": stat.st_size, "mtime_ns": stat.st_mtime_ns} for stat in map(os.stat, sources)]
 
 
 def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path, progress: bool = True, *,
