@@ -19,7 +19,7 @@ PERIODIC = (True, False, True, False, False)
 class DSprites(FactorImageEnvironment):
     """The official ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``.
 
-    Keys ``imgs`` (N, 64, 64) uint8 in {0, 1}, ``latents_classes`` (N, 6) int64,
+    Keys ``imgs`` (N, 64, 64) uint8 in {0, 1} (other values are refused), ``latents_classes`` (N, 6) int64,
     ``latents_values`` (N, 6) float64, ``metadata``. The constant colour column is
     dropped, leaving shape 3, scale 6, orientation 40, pos_x 32, pos_y 32 (pos_y
     fastest); ``factor_values`` come from ``latents_values``. The grid is read from ``latents_classes`` (a reduced file in the same

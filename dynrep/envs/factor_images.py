@@ -234,9 +234,12 @@ def check_images(images, where: str, scale: int = 1) -> None:
     if (dtype == np.uint8 and scale == 1) or shape[0] == 0:
         return
     rows = max(1, _CHUNK_BYTES // max(1, int(np.prod(shape[1:])) * dtype.itemsize))
-    blocks = [np.asarray(images[start:start + rows]) for start in range(0, shape[0], rows)]
-    low = np.min([block.min() for block in blocks]) if dtype.kind != "u" else 0  # unsigned: never below 0
-    high = np.max([block.max() for block in blocks])
+    lows, highs = [], []
+    for start in range(0, shape[0], rows):  # one block in memory at a time (an h5py dataset reads it)
+        block = np.asarray(images[start:start + rows])
+        lows.append(block.min())
+        highs.append(block.max())
+    low, high = np.min(lows), np.max(highs)
     limit = 1 if dtype.kind == "f" else 255 // scale
     if not (low >= 0 and high <= limit):  # NaN fails too
         expected = ("float intensities in [0, 1]" if dtype.kind == "f" else "integer pixels in 0..255" if scale == 1
