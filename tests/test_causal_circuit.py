@@ -25,7 +25,7 @@ from PIL import Image
 
 from dynrep import cli
 from dynrep.data import download as dl
-from dynrep.data.download import DATASETS, DownloadError, dataset_path, download
+from dynrep.data.download import DATASETS, DataFileError, DownloadError, dataset_path, download
 from dynrep.envs.causal_circuit import CausalCircuit, icm_vae_regime, select_frames
 from dynrep.envs.registry import make_env
 
@@ -293,7 +293,7 @@ def test_cache_is_reused_and_rebuilt_when_it_does_not_match(fresh, monkeypatch, 
     def no_build(*args, **kwargs):
         raise AssertionError("the cache should have been reused")
     with monkeypatch.context() as m:
-        m.setattr(CausalCircuit, "_build_cache", no_build)
+        m.setattr(CausalCircuit, "_decode_frames", no_build)
         again = CausalCircuit(fresh, subset="test", regimes="all", image_size=8, progress=False)
         assert again.cache_path == cache and isinstance(again._images, np.memmap)
 
@@ -320,6 +320,21 @@ def test_cache_is_reused_and_rebuilt_when_it_does_not_match(fresh, monkeypatch, 
     elsewhere = CausalCircuit(fresh, subset="test", image_size=8, cache_dir=tmp_path / "cache", progress=False)
     assert elsewhere.cache_path.parent == tmp_path / "cache"
     assert elsewhere.get_config()["cache_dir"] == str(tmp_path / "cache")
+
+
+def test_cache_is_rebuilt_when_a_file_is_replaced_by_one_of_the_same_size_and_latents(fresh):
+    env = CausalCircuit(fresh, subset="test", regimes="all", image_size=8, progress=False)
+    path = fresh / "test.npz"
+    before = path.stat().st_size
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    np.savez(path, **{**arrays, "imgs": arrays["imgs"][:, ::-1]})  # each pair's two frames swapped
+    assert path.stat().st_size == before
+    again = CausalCircuit(fresh, subset="test", regimes="all", image_size=8, progress=False)
+    assert again.cache_path == env.cache_path  # same settings, sizes and latents: the same cache file...
+    pair, side = again.sources[:, 1], again.sources[:, 2]
+    np.testing.assert_array_equal(identities(again.images(np.arange(again.num_rows))), identity(11, pair, 1 - side))
+    assert not [p.name for p in fresh.iterdir() if p.name.endswith(".tmp")]  # ...rebuilt from the new file
 
 
 # ------------------------------------------------------------------------------------ errors, registry, pickle
@@ -354,7 +369,9 @@ def test_missing_data_and_bad_arguments(tmp_path, monkeypatch, data):
     np.savez(bad / "test.npz", imgs=np.zeros((1, 2), dtype="S4"), original_latents=np.full((1, 2, 4), 0.9))
     with pytest.raises(ValueError, match="falls in ICM-VAE's regimes"):
         CausalCircuit(bad, subset="test")
-    with pytest.raises(ValueError, match=r"imgs\[0, 0\] is not a decodable image"):
+    with pytest.raises(DataFileError, match=r"test.npz is damaged \(imgs\[0, 0\] is not a decodable image: .*\); "
+                                            r"download it again with `dynrep download causal_circuit --url DIR "
+                                            r"--force`$"):
         CausalCircuit(bad, subset="test", regimes="all", progress=False)
 
 

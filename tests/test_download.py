@@ -217,6 +217,24 @@ def test_falls_back_to_the_next_source_after_a_network_failure(server, tmp_path,
     assert server.requests == [("/gone.h5", None)]  # 404 from the first source
 
 
+def test_a_source_failing_verification_moves_on_to_the_next(server, tmp_path, monkeypatch, data_home):
+    data = payload(seed=3)
+    (tmp_path / "copy.h5").write_bytes(data)
+    corrupt = data[:-1] + b"!"
+    server.files["/bad.h5"] = corrupt
+    entry = fake(monkeypatch, "shapes3d", data, server.url("/bad.h5"), mirrors=((tmp_path / "copy.h5").as_uri(),))
+    assert download("shapes3d", progress=False).read_bytes() == data  # sha256 mismatch, then the good mirror
+    assert server.requests == [("/bad.h5", None)] and leftovers(data_home) == []
+    (tmp_path / "copy.h5").write_bytes(data[:5000])  # every source bad: each is named with its reason
+    with pytest.raises(DownloadError) as err:
+        download("shapes3d", progress=False, force=True)
+    message = str(err.value)
+    assert message.startswith("could not download shapes3d (3dshapes.h5) from any of its 2 source(s): ")
+    assert f"{server.url('/bad.h5')}: " in message and "sha256 mismatch: expected " + entry.sha256 in message
+    assert f"{(tmp_path / 'copy.h5').as_uri()}: " in message and "size mismatch" in message
+    assert (data_home / "3dshapes.h5").read_bytes() == data and leftovers(data_home) == []
+
+
 # -------------------------------------------------------------------------------------------------------- resume
 
 def test_resume_requests_only_the_missing_bytes(server, monkeypatch, data_home):
@@ -327,6 +345,28 @@ def test_without_size_the_md5_and_format_are_checked(tmp_path, monkeypatch, data
     with pytest.raises(DownloadError, match=r"format mismatch: a \.h5 file starts with"):
         download("shapes3d", progress=False)
     assert leftovers(data_home) == [] and not (data_home / "3dshapes.h5").exists()
+
+
+def test_a_foreign_file_under_the_final_name_is_verified_and_replaced(tmp_path, monkeypatch, data_home, capsys):
+    """dSprites has an md5 and no known size: a file already there is checked against the md5 before it is kept."""
+    data = b"PK" + payload()[2:]
+    source = tmp_path / "dsprites.npz"
+    source.write_bytes(data)
+    fake(monkeypatch, "dsprites", data, source.as_uri(), size=False, algorithm="md5")
+    target = data_home / DATASETS["dsprites"].file
+    data_home.mkdir()
+    target.write_bytes(b"PKgarbage")  # 9 bytes under the target's name
+    assert download("dsprites", progress=False) == target and target.read_bytes() == data
+    source.unlink()
+    assert download("dsprites", progress=False) == target  # the verified file is kept: no source needed
+    target.write_bytes(b"PKgarbage")
+    with pytest.raises(DownloadError, match=rf"the file already at {target} is not dsprites \(md5 mismatch: "
+                                            rf"expected {hashlib.md5(data).hexdigest()}"):
+        download("dsprites", progress=False)
+    assert cli.main(["download", "dsprites", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dynrep download: error:") and "\n" not in err and str(target) in err
+    assert target.read_bytes() == b"PKgarbage" and leftovers(data_home) == []
 
 
 # -------------------------------------------------------------------------------------------------------- Cars3D

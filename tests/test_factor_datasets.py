@@ -1,12 +1,15 @@
 """Shapes3D and dSprites loaders on small files written in the exact published formats."""
 from __future__ import annotations
 
+import io
 import itertools
+import json
 import multiprocessing
 import os
 import pickle
 import shutil
 import signal
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,8 +19,10 @@ import pytest
 
 from dynrep import RepresentationLearner, make_env
 from dynrep.envs.dsprites import DSprites
+from dynrep.envs.mpi3d import MPI3D
 import dynrep.envs.factor_images as factor_images
 from dynrep.data import download
+from dynrep.data.download import DataFileError
 from dynrep.envs.factor_images import grid_classes, npz_member_as_memmap
 from dynrep.envs.shapes3d import Shapes3D
 
@@ -168,6 +173,197 @@ def test_missing_file_names_the_download_command(tmp_path):
         DSprites(tmp_path / "absent.npz")
 
 
+def images_member(path: Path) -> tuple[int, int]:
+    """Where the (compressed) bytes of the largest member (the images) of .npz ``path`` start, and how many."""
+    with zipfile.ZipFile(path) as archive:
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    with open(path, "rb") as raw:
+        raw.seek(info.header_offset + 26)
+        name_len, extra_len = np.frombuffer(raw.read(4), dtype="<u2")
+    return info.header_offset + 30 + int(name_len) + int(extra_len), info.compress_size
+
+
+def damage(path: Path, offset: int, length: int = 64) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset:offset + length] = bytes(b ^ 0xFF for b in data[offset:offset + length])
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+def corrupt_member(path: Path) -> None:
+    start, size = images_member(path)
+    damage(path, start + size // 2)
+
+
+def corrupt_npy_header(path: Path) -> None:
+    start, _ = images_member(path)
+    damage(path, start, 6)  # the .npy magic of a member stored uncompressed
+
+
+def shorten_images_member(path: Path) -> None:
+    """Rewrite ``imgs.npy`` with a header announcing one image more than its data holds (a consistent zip)."""
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    with zipfile.ZipFile(path) as archive, archive.open("imgs.npy") as f:
+        shape, _, _ = factor_images.read_npy_header(f)
+        data = f.read()
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (shape[0] + 1, *shape[1:])})
+    members["imgs.npy"] = header.getvalue() + data
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+
+
+MPI3D_SIZES = (2, 1, 2, 1, 1, 3, 2)
+
+
+def write_mpi3d(path: Path) -> Path:
+    np.savez_compressed(path, images=index_images(int(np.prod(MPI3D_SIZES)), 3))
+    return path
+
+
+def corrupt_h5_chunk(path: Path) -> None:
+    with h5py.File(path, "r") as f:
+        chunk = f["images"].id.get_chunk_info(1)
+    damage(path, chunk.byte_offset + chunk.size // 2)
+
+
+def write_cars(directory: Path) -> Path:
+    import scipy.io
+    scipy.io.savemat(directory / "car_001_mesh.mat", {"im": np.zeros((8, 8, 3, 24, 4), np.uint8)})
+    return directory / "car_001_mesh.mat"
+
+
+def open_dsprites(path, cache):
+    return DSprites(path, cache_dir=cache)
+
+
+def open_shapes3d(path, cache):
+    return Shapes3D(path, cache_dir=cache, progress=False)
+
+
+def open_mpi3d(path, cache):
+    return MPI3D("toy", path, sizes=MPI3D_SIZES, cache_dir=cache)
+
+
+def open_cars3d(path, cache):
+    from dynrep.envs.cars3d import Cars3D
+    return Cars3D(path.parent)
+
+
+@pytest.mark.parametrize("name,write,harm,open_env", [
+    ("dsprites", lambda d: write_dsprites(d / "d.npz"), truncate, open_dsprites),
+    ("dsprites", lambda d: write_dsprites(d / "d.npz"), corrupt_member, open_dsprites),
+    ("dsprites", lambda d: write_dsprites(d / "d.npz", compressed=False), corrupt_npy_header, open_dsprites),
+    ("dsprites", lambda d: write_dsprites(d / "d.npz"), shorten_images_member, open_dsprites),
+    ("shapes3d", lambda d: write_shapes3d(d / "s.h5", compressed=True, chunks=(8, 64, 64, 3)), truncate,
+     open_shapes3d),
+    ("shapes3d", lambda d: write_shapes3d(d / "s.h5", compressed=True, chunks=(8, 64, 64, 3)), corrupt_h5_chunk,
+     open_shapes3d),
+    ("mpi3d_toy", lambda d: write_mpi3d(d / "m.npz"), corrupt_member, open_mpi3d),
+    ("cars3d", write_cars, truncate, open_cars3d),
+], ids=["dsprites-truncated", "dsprites-corrupt-member", "dsprites-corrupt-header", "dsprites-short-member",
+        "shapes3d-truncated",
+        "shapes3d-corrupt-chunk", "mpi3d-corrupt-member", "cars3d-truncated-mat"])
+def test_a_damaged_file_is_one_error_naming_it_and_the_redownload(tmp_path, name, write, harm, open_env):
+    path = write(tmp_path)
+    harm(path)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataFileError) as err:
+        open_env(path, cache)
+    message = str(err.value)
+    assert message.startswith(f"{path} is damaged (") and "\n" not in message
+    assert message.endswith(f"download it again with `dynrep download {name} --force`")
+    assert isinstance(err.value, download.DownloadError)
+    leftovers = [p.name for d in (tmp_path, cache) if d.exists() for p in d.iterdir() if p.suffix in (".tmp", ".npy")]
+    assert leftovers == []  # no half-written copy, temporary or final
+
+
+def test_the_redownload_command_names_a_data_directory_other_than_the_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNREP_DATA", str(tmp_path / "data"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    path = write_dsprites(elsewhere / download.DATASETS["dsprites"].file)
+    truncate(path)
+    with pytest.raises(DataFileError, match=f"`dynrep download dsprites --force --dest {elsewhere}`$"):
+        DSprites(path)
+    assert download.redownload_command("dsprites", tmp_path / "data" / path.name) == "dynrep download dsprites --force"
+    assert download.redownload_command("causal_circuit", elsewhere / "causal_circuit" / "test.npz") \
+        == f"dynrep download causal_circuit --url DIR --force --dest {elsewhere}"
+    assert download.redownload_command("cars3d", elsewhere / "cars3d" / "car_001_mesh.mat") \
+        == f"dynrep download cars3d --force --dest {elsewhere}"
+
+
+def write_shapes3d_images(path: Path, images: np.ndarray) -> Path:
+    """The 3dshapes layout on the reduced grid, with the given ``images`` dataset."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=images)
+        f.create_dataset("labels", data=grid(SHAPES_VALUES))
+    return path
+
+
+def test_a_channels_first_images_array_is_refused(tmp_path):
+    pixels = index_images(len(grid(SHAPES_VALUES)), 3)
+    path = write_shapes3d_images(tmp_path / "3dshapes.h5", pixels.transpose(0, 3, 1, 2))
+    with pytest.raises(ValueError, match=rf"^{path}: images of shape \[72, 3, 64, 64\]; expected \[N, H, W\] or "
+                                         rf"channels-last \[N, H, W, C\] with C = 1 or 3 \(a channels-first store "
+                                         rf"\[N, C, H, W\] must be transposed\)$"):
+        Shapes3D(path)
+    with pytest.raises(ValueError, match=r"images of shape \[72, 64, 64, 2\]; expected"):
+        Shapes3D(write_shapes3d_images(tmp_path / "two.h5", pixels[..., :2]))
+    assert Shapes3D(write_shapes3d_images(tmp_path / "grey.h5", pixels[..., :1])).observation_shape == (1, 64, 64)
+
+
+def last_pixel(images: np.ndarray, value) -> np.ndarray:
+    images = images.copy()
+    images[-1, -1, -1, -1] = value  # in the last block of the chunked min/max pass
+    return images
+
+
+PIXELS = index_images(len(grid(SHAPES_VALUES)), 3)
+
+
+@pytest.mark.parametrize("images,problem", [
+    (last_pixel(PIXELS.astype(np.float32), 255), r"images hold float32 values in 0.0..255.0; expected float "
+                                                 r"intensities in \[0, 1\]$"),
+    (last_pixel(PIXELS.astype(np.float64) / 255, np.nan), r"images hold float64 values in nan..nan; expected float"),
+    (last_pixel(PIXELS.astype(np.int16), -3), r"images hold int16 values in -3..71; expected integer pixels in "
+                                              r"0\.\.255$"),
+    (last_pixel(PIXELS.astype(np.uint16), 256), r"images hold uint16 values in 0..256; expected integer pixels"),
+], ids=["float-0-255", "float-nan", "negative-int", "int-above-255"])
+def test_images_out_of_range_are_refused_at_load(tmp_path, monkeypatch, images, problem):
+    monkeypatch.setattr(factor_images, "_CHUNK_BYTES", 10 * 64 * 64 * 3 * images.dtype.itemsize)  # 8 blocks
+    path = write_shapes3d_images(tmp_path / "3dshapes.h5", images)
+    with pytest.raises(ValueError, match=f"^{path}: {problem}"):
+        Shapes3D(path)
+
+
+@pytest.mark.parametrize("images", [PIXELS.astype(np.int64), PIXELS.astype(np.float32) / 255],
+                         ids=["int64-pixels", "float-intensities"])
+def test_other_pixel_dtypes_render_as_their_uint8_pixels(tmp_path, images):
+    env = Shapes3D(write_shapes3d_images(tmp_path / "3dshapes.h5", images))
+    reference = Shapes3D(write_shapes3d_images(tmp_path / "uint8.h5", PIXELS))
+    factors = reference.sample_factors(30, 0)
+    obs = env.render(factors)
+    assert obs.dtype == np.uint8
+    np.testing.assert_array_equal(obs, reference.render(factors))
+
+
+def test_dsprites_pixels_other_than_0_and_1_are_refused(tmp_path):
+    path = write_dsprites(tmp_path / "d.npz")
+    with np.load(path, allow_pickle=True) as archive:
+        arrays = dict(archive)
+    np.savez_compressed(path, **{**arrays, "imgs": arrays["imgs"] * np.uint8(200)})  # 200 * 255 wraps in uint8
+    with pytest.raises(ValueError, match=rf"^{path}: images hold uint8 values in 0..200; expected integers in 0..1 "
+                                         rf"\(multiplied by 255 to pixels in 0..255\)$"):
+        DSprites(path)
+
+
 @pytest.mark.parametrize("compressed", [True, False], ids=["compressed-cached", "stored-mapped"])
 def test_dsprites(tmp_path, compressed):
     path = write_dsprites(tmp_path / "dsprites.npz", compressed=compressed)
@@ -233,26 +429,39 @@ def test_npz_cache_is_written_atomically(tmp_path, monkeypatch):
         raise OSError("disk full")
     monkeypatch.setattr(fi.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
-        npz_member_as_memmap(path, "imgs", tmp_path / "cache")
+        npz_member_as_memmap(path, "imgs", tmp_path / "cache", name="dsprites")
     assert not (tmp_path / "cache" / "d.imgs.npy").exists()
     monkeypatch.setattr(fi.os, "replace", real_replace)
-    images = npz_member_as_memmap(path, "imgs", tmp_path / "cache")
+    images = npz_member_as_memmap(path, "imgs", tmp_path / "cache", name="dsprites")
     with np.load(path) as archive:
         np.testing.assert_array_equal(images, archive["imgs"])
     with pytest.raises(ValueError, match=r"no array 'images'"):
-        npz_member_as_memmap(path, "images", tmp_path / "cache")
+        npz_member_as_memmap(path, "images", tmp_path / "cache", name="dsprites")
 
 
 def test_npz_cache_is_rebuilt_when_the_npz_changes(tmp_path):
     path = write_dsprites(tmp_path / "d.npz")
-    first = np.array(npz_member_as_memmap(path, "imgs", tmp_path))
+    first = np.array(npz_member_as_memmap(path, "imgs", tmp_path, name="dsprites"))
     with np.load(path, allow_pickle=True) as archive:  # our own file (its metadata is a pickled dict)
         arrays = dict(archive)
     arrays["imgs"] = 1 - arrays["imgs"]  # same shape and dtype, other pixels, newer file
     np.savez_compressed(path, **arrays)
     stamp = os.stat(path).st_mtime_ns + 10**9
     os.utime(path, ns=(stamp, stamp))
-    np.testing.assert_array_equal(npz_member_as_memmap(path, "imgs", tmp_path), 1 - first)
+    np.testing.assert_array_equal(npz_member_as_memmap(path, "imgs", tmp_path, name="dsprites"), 1 - first)
+
+
+def test_npz_cache_is_rebuilt_when_the_npz_is_replaced_keeping_its_modification_time(tmp_path):
+    """A copy that keeps the old file's time (``cp -p``, ``rsync -t``, ``tar x``): the size tells them apart."""
+    path = write_dsprites(tmp_path / "d.npz")
+    first = np.array(npz_member_as_memmap(path, "imgs", tmp_path, name="dsprites"))
+    before = os.stat(path)
+    with np.load(path, allow_pickle=True) as archive:
+        arrays = dict(archive)
+    np.savez_compressed(path, **{**arrays, "imgs": 1 - arrays["imgs"], "extra": np.arange(100)})
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_mtime_ns == before.st_mtime_ns and os.stat(path).st_size != before.st_size
+    np.testing.assert_array_equal(npz_member_as_memmap(path, "imgs", tmp_path, name="dsprites"), 1 - first)
 
 
 def stored_images(path) -> np.ndarray:
@@ -307,7 +516,8 @@ def test_stale_truncated_or_foreign_cache_is_rebuilt(tmp_path):
     env = Shapes3D(path)
     assert (env._images[:, -1, -1, -1] == 7).all()
     np.testing.assert_array_equal(env._images, stored_images(path))
-    assert cache.stat().st_mtime_ns == stamp  # the copy carries its source's time
+    record = json.loads((tmp_path / ".3dshapes.images.npy.source").read_text())
+    assert record == [{"size": path.stat().st_size, "mtime_ns": stamp}]  # which version of the .h5 the copy is of
 
 
 def unpack_then_die(path) -> None:

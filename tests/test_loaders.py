@@ -41,6 +41,23 @@ def test_stream_with_workers_gives_each_worker_its_own_data():
     assert torch.equal(again[0].factors, w0.factors) and torch.equal(again[1].factors, w1.factors)
 
 
+def test_set_epoch_reaches_persistent_workers():
+    env = GridWorld(size=5, image_size=16)
+    stream = TrajectoryStream(env, 8, 1, seed=0, rank=0)
+    loader = DataLoader(stream, batch_size=None, num_workers=1, persistent_workers=True)
+    epoch0 = first(loader, 2)
+    stream.set_epoch(1)
+    assert stream.epoch == 1
+    epoch1 = first(loader, 2)  # the same worker process, started during epoch 0
+    fresh = first(DataLoader(stream, batch_size=None, num_workers=1), 2)
+    assert all(torch.equal(a.factors, b.factors) for a, b in zip(epoch1, fresh))
+    assert not any(torch.equal(a.factors, b.factors) for a, b in zip(epoch0, epoch1))
+    stream.set_epoch(0)
+    assert all(torch.equal(a.factors, b.factors) for a, b in zip(first(loader, 2), epoch0))
+    with pytest.raises(ValueError, match="epoch must be >= 0, got -1"):
+        stream.set_epoch(-1)
+
+
 def test_finite_dataset_round_trip():
     env = GridWorld(size=3, image_size=16)
     data = TrajectoryDataset.sample(env, num_episodes=5, length=2, seed=3)

@@ -3,7 +3,8 @@
 Files live in :func:`data_dir` (``$DYNREP_DATA``, default ``~/.cache/dynrep``); loaders find them with
 :func:`dataset_path`. :func:`download` streams a file to ``<file>.part`` (resuming a partial ``.part`` with an HTTP
 Range request), checks its size, leading magic bytes and checksum, and only then renames it to its final name, so
-the final name always holds a verified file and a bad download never replaces a good one.
+the final name always holds a verified file and a bad download never replaces a good one. A file already under the
+final name is taken as it is when its size matches; when no size is known it must match its checksum too.
 
 Sources (``DATASETS``; provenance of each checksum next to its entry): the URL in the table, else
 ``url=`` / ``--url`` (a mirror, or a ``file://`` URL of a copy on disk), or ``$DYNREP_MIRROR`` (a base URL or
@@ -25,12 +26,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator
 
-__all__ = ["DATASETS", "Dataset", "DownloadError", "data_dir", "dataset_path", "download"]
+__all__ = ["DATASETS", "DataFileError", "Dataset", "DownloadError", "damaged", "data_dir", "dataset_path",
+           "download", "reading", "redownload_command"]
 
 #: Read/write block size of the stream (1 MiB).
 CHUNK = 1 << 20
@@ -44,6 +47,11 @@ MAGIC = {".h5": b"\x89HDF\r\n\x1a\n", ".npz": b"PK", ".gz": b"\x1f\x8b"}
 
 class DownloadError(RuntimeError):
     """A download that failed, or whose result did not match the expected size, format or checksum."""
+
+
+class DataFileError(DownloadError):
+    """A data file that cannot be read because it is damaged (truncated or corrupt). The one-line message names
+    the file, says what is wrong and gives the command that downloads it again (:func:`redownload_command`)."""
 
 
 @dataclass(frozen=True)
@@ -165,14 +173,57 @@ def _target(entry: Dataset, root: Path) -> Path:
     return root / (entry.extract_to or entry.file)
 
 
-def _is_complete(entry: Dataset, target: Path) -> bool:
+def _is_complete(entry: Dataset, target: Path, *, verify: bool = False) -> bool:
     """Whether ``target`` is a finished download. Final names are only ever created from verified files, so
-    this checks presence (and the size when known) rather than re-hashing gigabytes."""
+    this checks presence and the size when known rather than re-hashing gigabytes. With ``verify``, a file whose
+    size is not known is also checked against its format and checksum (:func:`_verify`): a foreign file put
+    under the final name by hand (a failed copy, an error page) is not taken for the dataset."""
     if entry.parts:
-        return target.is_dir() and all(_is_complete(part, target / part.file) for part in entry.parts)
+        return target.is_dir() and all(_is_complete(part, target / part.file, verify=verify) for part in entry.parts)
     if entry.extract_to:
         return target.is_dir() and any(target.glob("*.mat"))
-    return target.is_file() and (entry.size is None or target.stat().st_size == entry.size)
+    if not target.is_file():
+        return False
+    if entry.size is not None:
+        return target.stat().st_size == entry.size
+    return not verify or _verify(entry, target, remove=False) is None
+
+
+def redownload_command(name: str, path: str | Path | None = None) -> str:
+    """The command that replaces a damaged copy of dataset ``name``: ``dynrep download NAME --force`` (with
+    ``--url DIR`` where no direct URL is known, and ``--dest DIR`` when ``path``, the damaged file, is an
+    official file of the dataset outside :func:`data_dir`)."""
+    entry = _entry(name)
+    command = entry.command + ("" if _has_direct_url(entry) else " --url DIR") + " --force"
+    if path is not None:
+        path, top = Path(path), entry.extract_to or entry.file
+        root = path.parent if path.name == top else path.parent.parent if path.parent.name == top else None
+        if root is not None and root.resolve() != data_dir().resolve():
+            command += f" --dest {root}"
+    return command
+
+
+def damaged(path: str | Path, problem: str, name: str) -> DataFileError:
+    """The :class:`DataFileError` for file ``path`` of dataset ``name``, damaged as ``problem`` says."""
+    return DataFileError(f"{path} is damaged ({problem}); download it again with "
+                         f"`{redownload_command(name, path)}`")
+
+
+@contextmanager
+def reading(path: str | Path, name: str, errors: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Turn the errors of reading a damaged file ``path`` of dataset ``name`` inside the block into
+    :class:`DataFileError`: a truncated or corrupt zip archive (``.npz``), zlib stream, ``.npy`` header
+    (numpy's ValueError: keep the block to reading) or HDF5 file (h5py's OSError, which has no errno), and
+    ``errors``, those a reader of another format raises. Other OSErrors (a missing file, no permission, a full
+    disk) pass through unchanged."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, *errors) as err:
+        raise damaged(path, f"{type(err).__name__}: {err}", name) from err
+    except OSError as err:
+        if type(err) is not OSError or err.errno is not None:
+            raise
+        raise damaged(path, str(err), name) from err
 
 
 def dataset_path(name: str) -> Path:
@@ -210,10 +261,12 @@ def download(name: str, *, dest: Path | None = None, force: bool = False, progre
 
     The file is streamed to ``<file>.part``; a ``.part`` left by an interrupted run is resumed with an HTTP Range
     request (restarted from byte 0 if the server ignores it). Size, format and checksum are verified before the
-    file is renamed to its final name; on a mismatch the ``.part`` is deleted and :class:`DownloadError` says what
-    differed (a resumed download that fails is retried once from scratch first). An existing complete file is kept
-    as it is unless ``force``; even then it is only replaced by a verified new one. For Cars3D the verified archive
-    is unpacked (``data/cars/*.mat``, ``list.txt``) into ``dest/cars3d`` and then deleted.
+    file is renamed to its final name; on a mismatch the ``.part`` is deleted and the next source is tried (a
+    resumed download that fails is retried once from scratch first); :class:`DownloadError` says what differed at
+    each. An existing complete file (of the right size, or when no size is known of the right checksum) is kept as
+    it is unless ``force``; even then it is only replaced by a verified new one. A file of that name that fails the
+    check is replaced the same way. For Cars3D the verified archive is unpacked (``data/cars/*.mat``, ``list.txt``)
+    into ``dest/cars3d`` and then deleted.
 
     Args:
         url: the source to use instead of the table's URL (a mirror, ``file://`` path, test server). Without it,
@@ -223,14 +276,14 @@ def download(name: str, *, dest: Path | None = None, force: bool = False, progre
     root = Path(dest).expanduser() if dest is not None else data_dir()
     root.mkdir(parents=True, exist_ok=True)
     target = _target(entry, root)
-    if not force and _is_complete(entry, target):
+    if not force and _is_complete(entry, target, verify=True):
         return target
     archive = root / entry.file
     with file_lock(root / f".{entry.file}.lock"):
-        if not force and _is_complete(entry, target):  # finished by a concurrent run while we waited
+        if not force and _is_complete(entry, target, verify=True):  # finished by a concurrent run while we waited
             return target
         if entry.parts:
-            todo = [part for part in entry.parts if force or not _is_complete(part, target / part.file)]
+            todo = [part for part in entry.parts if force or not _is_complete(part, target / part.file, verify=True)]
             sources = [_sources(part, url, entry) for part in todo]  # fails before any request without a source
             target.mkdir(exist_ok=True)
             for part, part_sources in zip(todo, sources):
@@ -304,18 +357,22 @@ class _Interrupted(DownloadError):
 
 
 def _fetch_any(entry: Dataset, sources: list[str], final: Path, progress: bool) -> None:
-    """Try each source in turn (the next one only after a network failure); verify; rename into place."""
+    """Try each source in turn until one gives a verified file (a network failure, a wrong size or a checksum
+    mismatch moves on to the next); rename it into place. The error lists every source and why it failed."""
     part = final.with_name(final.name + ".part")
     failures = []
     for source in sources:
         try:
             _fetch_verified(entry, source, part, progress)
-        except (_Interrupted, OSError) as err:  # network failures (URLError is an OSError): next source
+        except (DownloadError, OSError) as err:  # URLError is an OSError
             failures.append(f"{_redact(source)}: {err}")
             continue
         os.replace(part, final)
         return
-    raise DownloadError(f"could not download {entry.name} ({entry.file}): " + "; ".join(failures)
+    if final.is_file() and (problem := _verify(entry, final, remove=False)):
+        failures.append(f"the file already at {final} is not {entry.name} ({problem}); it was left as it is")
+    raise DownloadError(f"could not download {entry.name} ({entry.file}) from any of its {len(sources)} "
+                        f"source(s): " + "; ".join(failures)
                         + (f"; the partial file {part} is kept and a rerun resumes it" if part.exists() else ""))
 
 

@@ -25,6 +25,9 @@ class TrajectoryStream(IterableDataset):
     each other's data and a run is reproducible. Use with ``DataLoader(stream,
     batch_size=None, num_workers=...)``: every item is already a :class:`Trajectory`
     with ``obs [batch_size, length+1, *obs_shape]``.
+
+    The epoch lives in shared memory, so :meth:`set_epoch` reaches DataLoader workers that were started
+    before it (``persistent_workers=True``): each new iteration reads it.
     """
 
     def __init__(self, env, batch_size: int, length: int, *, seed: int = 0, max_magnitude: int = 1,
@@ -35,11 +38,16 @@ class TrajectoryStream(IterableDataset):
         self.seed = check_int("seed", seed, 0)
         self.max_magnitude = check_int("max_magnitude", max_magnitude, 1)
         self.rank = rank
-        self.epoch = 0
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration draws (see :meth:`set_epoch`)."""
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Start a different (still reproducible) stream, as DistributedSampler.set_epoch does."""
-        self.epoch = check_int("epoch", epoch, 0)
+        self._epoch.fill_(check_int("epoch", epoch, 0))
 
     def __iter__(self):
         info = get_worker_info()

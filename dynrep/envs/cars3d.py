@@ -9,7 +9,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from dynrep.data.download import dataset_path
+from dynrep.data.download import dataset_path, reading
 from dynrep.envs.factor_images import FactorImageEnvironment
 from dynrep.envs.registry import register_env
 
@@ -32,7 +32,8 @@ def build_cache(mat_dir: Path, out: Path) -> np.ndarray:
         raise FileNotFoundError(f"no .mat files in {mat_dir}; `dynrep download cars3d` fetches them")
     images = np.empty((4, 24, len(files), SIDE, SIDE, 3), dtype=np.uint8)
     for k, file in enumerate(files):  # one-time preprocessing, a file at a time
-        im = scipy.io.loadmat(file)["im"]
+        with reading(file, "cars3d", (scipy.io.matlab.MatReadError, IndexError)):  # what truncated files raise
+            im = scipy.io.loadmat(file)["im"]
         if im.shape[2:] != (3, 24, 4):
             raise ValueError(f"{file}: expected 'im' of shape (H, W, 3, 24, 4), got {im.shape}")
         for az in range(24):
@@ -67,7 +68,8 @@ class Cars3D(FactorImageEnvironment):
         images = np.load(cache, mmap_mode="r") if cache.exists() else build_cache(self.path, cache)
         objects = len(images) // (4 * 24)
         self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
-        super().__init__(images, NAMES, [np.arange(4), np.arange(24), np.arange(objects)], PERIODIC, factors)
+        super().__init__(images, NAMES, [np.arange(4), np.arange(24), np.arange(objects)], PERIODIC, factors,
+                         source=str(cache))
 
     def get_config(self) -> dict[str, Any]:
         return {"path": str(self.path), "factors": self._subset_arg or None}

@@ -55,23 +55,24 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 from dynrep.checks import as_generator, check_int
-from dynrep.data.download import dataset_path
+from dynrep.data.download import damaged, dataset_path, reading
 from dynrep.data.trajectory import Trajectory
 from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 from dynrep.envs.causal import CausalVariables
-from dynrep.envs.factor_images import npz_member_as_memmap, read_npy_header
+from dynrep.envs.factor_images import cached_npy, npz_member_as_memmap, read_npy_header
 from dynrep.envs.registry import register_env
 
+#: Name of the dataset in :data:`~dynrep.data.download.DATASETS` (for the command that downloads a damaged file again).
+DATASET = "causal_circuit"
 #: Factor (= causal variable) names, in ICM-VAE's label order.
 NAMES = ("arm", "blue", "green", "red")
 #: Column of ``original_latents`` (file order [red, green, blue, arm]) of each factor: ICM-VAE's ``perm``.
@@ -135,14 +136,16 @@ def _rebuild(cls: type, config: dict) -> "CausalCircuit":
 
 def _npz_array_header(file: Path, key: str) -> tuple[tuple[int, ...], np.dtype, bool]:
     """``(shape, dtype, stored uncompressed)`` of array ``key`` of an ``.npz`` without reading the array."""
-    with zipfile.ZipFile(file) as archive:
-        member = f"{key}.npy"
-        if member not in archive.namelist():
-            held = sorted(name.removesuffix(".npy") for name in archive.namelist())
-            raise ValueError(f"{file}: no array {key!r}; it holds {held} (is this a CausalCircuit file?)")
-        stored = archive.getinfo(member).compress_type == zipfile.ZIP_STORED
-        with archive.open(member) as f:
-            shape, _, dtype = read_npy_header(f)
+    member = f"{key}.npy"
+    with reading(file, DATASET), zipfile.ZipFile(file) as archive:
+        names = archive.namelist()
+        if member in names:
+            stored = archive.getinfo(member).compress_type == zipfile.ZIP_STORED
+            with archive.open(member) as f:
+                shape, _, dtype = read_npy_header(f)
+    if member not in names:
+        held = sorted(name.removesuffix(".npy") for name in names)
+        raise ValueError(f"{file}: no array {key!r}; it holds {held} (is this a CausalCircuit file?)")
     return tuple(shape), np.dtype(dtype), stored
 
 
@@ -228,10 +231,11 @@ class CausalCircuit(CausalVariables, Environment):
     def _read_latents(file: Path) -> np.ndarray:
         """``original_latents [P, 2, 4]`` float64 of one file, after checking it matches its ``imgs [P, 2]``."""
         shape, dtype, _ = _npz_array_header(file, "imgs")
-        with np.load(file, allow_pickle=False) as archive:
-            if "original_latents" not in archive.files:
-                raise ValueError(f"{file}: no array 'original_latents'; it holds {sorted(archive.files)}")
-            latents = archive["original_latents"]
+        with reading(file, DATASET), np.load(file, allow_pickle=False) as archive:
+            held = archive.files
+            latents = archive["original_latents"] if "original_latents" in held else None
+        if latents is None:
+            raise ValueError(f"{file}: no array 'original_latents'; it holds {sorted(held)}")
         if latents.ndim != 3 or latents.shape[1:] != (2, 4):
             raise ValueError(f"{file}: expected original_latents of shape (N, 2, 4), got {latents.shape}")
         if shape != (len(latents), 2) or dtype.kind != "S":
@@ -255,54 +259,41 @@ class CausalCircuit(CausalVariables, Environment):
         return self._cache_path
 
     def _open_cache(self, raw_latents: np.ndarray, progress: bool) -> np.ndarray:
+        """The decoded-frame cache (see :func:`~dynrep.envs.factor_images.cached_npy`: built once under a lock,
+        rebuilt when a file's size or modification time changes), built by :meth:`_decode_frames`."""
         directory = self.cache_dir if self.cache_dir is not None else self.path
         prefix = f"causal_circuit_{self.subset}_{self.regimes}_x{self.image_size}_"
         self._cache_path = cache = directory / f"{prefix}{self._cache_key(raw_latents)}.npy"
-        expected = (len(self.sources), *self.observation_shape)
-        if cache.is_file():
-            try:
-                images = np.load(cache, mmap_mode="r")
-            except (ValueError, OSError, EOFError):  # truncated or not an .npy: rebuilt below
-                images = None
-            if images is not None and images.shape == expected and images.dtype == np.uint8:
-                return images
-        directory.mkdir(parents=True, exist_ok=True)
-        self._build_cache(cache, expected, progress)
-        for stale in directory.glob(f"{prefix}*.npy"):  # caches of an earlier version of the files or code
-            if stale != cache:
-                stale.unlink(missing_ok=True)
-        return np.load(cache, mmap_mode="r")
 
-    def _build_cache(self, cache: Path, shape: tuple[int, ...], progress: bool) -> None:
-        """Decode every kept frame once, resize it, and write them all to ``cache`` (temporary file + rename)."""
-        from tqdm.auto import tqdm
-        side = self.image_size
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        try:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-            with tqdm(total=shape[0], unit="frame", disable=not progress,
-                      desc=f"CausalCircuit {self.subset}: decoding to {side}x{side} (once)") as bar:
-                for number, name in enumerate(self.files):
-                    rows = np.flatnonzero(self.sources[:, 0] == number)
-                    if not len(rows):
-                        continue
-                    file = self.path / name
-                    _, _, stored = _npz_array_header(file, "imgs")
-                    if stored:  # mapped in place: only the kept frames are read
-                        images = npz_member_as_memmap(file, "imgs", self.path)
-                    else:
-                        with np.load(file, allow_pickle=False) as archive:
-                            images = archive["imgs"]
-                    for row in rows:
-                        pair, side_index = self.sources[row, 1:]
-                        out[row] = self._decode(images[pair, side_index], file, pair, side_index)
-                        bar.update(1)
-                    del images
-            out.flush()
-            del out
-            os.replace(tmp, cache)
-        finally:
-            tmp.unlink(missing_ok=True)
+        def fill(out: np.ndarray, advance: Callable[[int], object]) -> None:
+            for stale in directory.glob(f"{prefix}*.npy"):  # caches of an earlier version of the files or code
+                if stale != cache:
+                    stale.unlink(missing_ok=True)
+            self._decode_frames(out, advance)
+
+        side, files = self.image_size, [self.path / name for name in self.files]
+        return cached_npy(cache, files, (len(self.sources), *self.observation_shape), np.uint8, fill,
+                          total=len(self.sources), unit="frame", progress=progress,
+                          desc=f"CausalCircuit {self.subset}: decoding to {side}x{side} (once)")
+
+    def _decode_frames(self, out: np.ndarray, advance: Callable[[int], object]) -> None:
+        """Decode every kept frame once, resized, into ``out`` ``[N, 3, S, S]``, calling ``advance(1)`` per frame."""
+        for number, name in enumerate(self.files):
+            rows = np.flatnonzero(self.sources[:, 0] == number)
+            if not len(rows):
+                continue
+            file = self.path / name
+            _, _, stored = _npz_array_header(file, "imgs")
+            if stored:  # mapped in place: only the kept frames are read
+                images = npz_member_as_memmap(file, "imgs", self.path, name=DATASET)
+            else:
+                with reading(file, DATASET), np.load(file, allow_pickle=False) as archive:
+                    images = archive["imgs"]
+            for row in rows:
+                pair, side_index = self.sources[row, 1:]
+                out[row] = self._decode(images[pair, side_index], file, pair, side_index)
+                advance(1)
+            del images
 
     def _decode(self, data: bytes, file: Path, pair: int, side: int) -> np.ndarray:
         """One JPEG -> ``[3, S, S]`` uint8 (RGB, resized with :data:`RESAMPLE` when its size differs)."""
@@ -310,7 +301,7 @@ class CausalCircuit(CausalVariables, Environment):
             with Image.open(io.BytesIO(bytes(data))) as image:
                 image = image.convert("RGB")
         except Exception as err:  # PIL raises several types for undecodable bytes
-            raise ValueError(f"{file}: imgs[{pair}, {side}] is not a decodable image ({err})") from err
+            raise damaged(file, f"imgs[{pair}, {side}] is not a decodable image: {err}", DATASET) from err
         if image.size != (self.image_size, self.image_size):
             image = image.resize((self.image_size, self.image_size), RESAMPLE)
         return np.asarray(image).transpose(2, 0, 1)

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from dynrep.data.download import dataset_path
+from dynrep.data.download import dataset_path, reading
 from dynrep.envs.factor_images import FactorImageEnvironment, grid_classes, npz_member_as_memmap
 from dynrep.envs.registry import register_env
 
@@ -19,7 +19,7 @@ PERIODIC = (True, False, True, False, False)
 class DSprites(FactorImageEnvironment):
     """The official ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``.
 
-    Keys ``imgs`` (N, 64, 64) uint8 in {0, 1}, ``latents_classes`` (N, 6) int64,
+    Keys ``imgs`` (N, 64, 64) uint8 in {0, 1} (other values are refused), ``latents_classes`` (N, 6) int64,
     ``latents_values`` (N, 6) float64, ``metadata``. The constant colour column is
     dropped, leaving shape 3, scale 6, orientation 40, pos_x 32, pos_y 32 (pos_y
     fastest); ``factor_values`` come from ``latents_values``. The grid is read from ``latents_classes`` (a reduced file in the same
@@ -46,10 +46,13 @@ class DSprites(FactorImageEnvironment):
         self.path = Path(path) if path is not None else dataset_path("dsprites")
         if not self.path.is_file():
             raise FileNotFoundError(f"no dSprites file at {self.path}; `dynrep download dsprites` fetches it")
-        with np.load(self.path) as archive:
-            if "latents_classes" not in archive.files or "imgs" not in archive.files:
-                raise ValueError(f"{self.path}: not a dSprites file, it holds {archive.files}")
-            classes, latent_values = archive["latents_classes"], archive["latents_values"]
+        with reading(self.path, "dsprites"), np.load(self.path) as archive:
+            held = archive.files
+            labels = [archive[key] for key in ("latents_classes", "latents_values") if key in held]
+        if len(labels) != 2 or "imgs" not in held:
+            raise ValueError(f"{self.path}: not a dSprites file (imgs, latents_classes, latents_values), "
+                             f"it holds {held}")
+        classes, latent_values = labels
         if classes.ndim != 2 or classes.shape[1] != 6 or len(np.unique(classes[:, 0])) != 1:
             raise ValueError(f"{self.path}: latents_classes must be [N, 6] with a constant colour column, "
                              f"got shape {classes.shape}")
@@ -58,11 +61,11 @@ class DSprites(FactorImageEnvironment):
         values = [latent_values[np.unique(grid[:, k], return_index=True)[1], k + 1] for k in range(len(NAMES))]
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.path.parent
         self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
-        images = npz_member_as_memmap(self.path, "imgs", self.cache_dir)
+        images = npz_member_as_memmap(self.path, "imgs", self.cache_dir, name="dsprites")
         # the official orientations are linspace(0, 2pi, 40): the last is the first angle again
         repeats = [k == NAMES.index("orientation") and bool(np.isclose(v[-1] - v[0], 2 * np.pi))
                    for k, v in enumerate(values)]
-        super().__init__(images, NAMES, values, PERIODIC, factors, scale=255, repeats=repeats)
+        super().__init__(images, NAMES, values, PERIODIC, factors, scale=255, repeats=repeats, source=str(self.path))
 
     def get_config(self) -> dict[str, Any]:
         return {"path": str(self.path), "factors": self._subset_arg or None, "cache_dir": str(self.cache_dir)}

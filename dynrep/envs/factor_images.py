@@ -8,9 +8,9 @@ memory, and never converted to float here.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import time
 import zipfile
 from collections.abc import Iterable
 from contextlib import ExitStack
@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from dynrep.data.download import file_lock
+from dynrep.data.download import file_lock, reading
 from dynrep.envs.base import ActionSpace, Environment, FactorSpace
 
 #: Bytes read at a time when a compressed .npz member or h5 dataset is unpacked to a .npy cache.
@@ -58,41 +58,45 @@ def read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
     return readers[version](f)
 
 
-def cached_npy(cache: Path, source: Path, shape: Sequence[int], dtype: np.dtype,
+def cached_npy(cache: Path, source: Path | Sequence[Path], shape: Sequence[int], dtype: np.dtype,
                fill: Callable[[np.ndarray, Callable[[int], object]], None], *, total: int, unit: str, desc: str,
                fortran_order: bool = False, progress: bool = True) -> np.ndarray:
     """Read-only memory map of ``cache``: an uncompressed ``.npy`` copy, ``shape`` and ``dtype``, of an array held
-    (compressed) in the file ``source``, written once by ``fill(out, advance)``.
+    (compressed) in the file ``source`` (or decoded from several files: a sequence of them), written once by
+    ``fill(out, advance)``.
 
     ``fill`` writes every element of the writable map ``out`` and calls ``advance(n)`` as it goes (``n`` of
-    ``total`` ``unit``s, for the tqdm bar). The cache is written under a lock to a temporary file, stamped with
-    ``source``'s modification time and only then renamed into place, so an interrupted or killed unpack never
-    leaves a file under the cache's name. An existing cache is used only if it is a readable ``.npy`` of this
-    shape and dtype carrying ``source``'s modification time; otherwise (a cache of an earlier version of the
-    source, a truncated or foreign file) it is rebuilt. Reading a complete cache writes nothing, so a read-only
+    ``total`` ``unit``s, for the tqdm bar). The cache is written under a lock to a temporary file and only then
+    renamed into place, so an interrupted or killed unpack never leaves a file under the cache's name. Beside it,
+    ``.<cache name>.source`` records the size and modification time each source had when the copy was read. An
+    existing cache is used only if it is a readable ``.npy`` of this shape and dtype whose record matches
+    ``source`` now; otherwise (a cache of an earlier version of the source, even one with the same modification
+    time, a truncated or foreign file) it is rebuilt. Reading a complete cache writes nothing, so a read-only
     directory holding one works; building one where nothing can be written raises PermissionError naming the
     directory (pass the loader's ``cache_dir=`` a writable one), and OSError when its disk has too little space.
     """
-    cache, source, shape, dtype = Path(cache), Path(source), tuple(shape), np.dtype(dtype)
-    if (ready := _complete_cache(cache, source, shape, dtype)) is not None:
+    cache, shape, dtype = Path(cache), tuple(shape), np.dtype(dtype)
+    sources = [Path(source)] if isinstance(source, (str, os.PathLike)) else [Path(s) for s in source]
+    of = sources[0] if len(sources) == 1 else f"{len(sources)} files in {sources[0].parent}"
+    if (ready := _complete_cache(cache, sources, shape, dtype)) is not None:
         return ready
     with ExitStack() as stack:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(file_lock(cache.with_name(f".{cache.name}.lock")))
         except OSError as err:
-            raise PermissionError(f"cannot write the unpacked copy {cache.name} of {source} in {cache.parent} "
+            raise PermissionError(f"cannot write the unpacked copy {cache.name} of {of} in {cache.parent} "
                                   f"({err}); pass cache_dir= a writable directory") from err
-        if (ready := _complete_cache(cache, source, shape, dtype)) is not None:  # built while we waited
+        if (ready := _complete_cache(cache, sources, shape, dtype)) is not None:  # built while we waited
             return ready
         for stale in cache.parent.glob(f".{cache.name}.*.tmp"):  # left by a killed unpack (we hold the lock)
             stale.unlink(missing_ok=True)
         # Writes through a memory map cannot report a full disk (the process gets SIGBUS): check first.
         needed, free = int(np.prod(shape)) * dtype.itemsize, shutil.disk_usage(cache.parent).free
         if free < needed:
-            raise OSError(f"not enough disk space in {cache.parent} for the unpacked copy {cache.name} of {source}: "
+            raise OSError(f"not enough disk space in {cache.parent} for the unpacked copy {cache.name} of {of}: "
                           f"need {needed / 2**30:.2f} GiB, {free / 2**30:.2f} GiB free; pass cache_dir= another disk")
-        stamp = source.stat().st_mtime_ns  # before reading: a source changed meanwhile fails the check later
+        key = _source_key(sources)  # before reading: a source changed meanwhile fails the check later
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
         from tqdm.auto import tqdm
         try:
@@ -101,17 +105,18 @@ def cached_npy(cache: Path, source: Path, shape: Sequence[int], dtype: np.dtype,
                 fill(out, bar.update)
             out.flush()
             del out
-            os.utime(tmp, ns=(time.time_ns(), stamp))
+            _record(cache).unlink(missing_ok=True)  # no moment where the new copy carries the old record
             os.replace(tmp, cache)
+            _record(cache).write_text(json.dumps(key))
         finally:
             tmp.unlink(missing_ok=True)
     return np.load(cache, mmap_mode="r")
 
 
-def _complete_cache(cache: Path, source: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
-    """The memory-mapped ``cache`` if it is a finished copy of ``source`` (see :func:`cached_npy`), else None."""
+def _complete_cache(cache: Path, sources: list[Path], shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """The memory-mapped ``cache`` if it is a finished copy of ``sources`` (see :func:`cached_npy`), else None."""
     try:
-        if cache.stat().st_mtime_ns != source.stat().st_mtime_ns:
+        if json.loads(_record(cache).read_text()) != _source_key(sources):
             return None
         array = np.load(cache, mmap_mode="r")
     except (OSError, ValueError, EOFError):  # absent, truncated (shorter than its header says) or not an .npy
@@ -119,20 +124,37 @@ def _complete_cache(cache: Path, source: Path, shape: tuple[int, ...], dtype: np
     return array if array.shape == shape and array.dtype == dtype else None
 
 
-def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path, progress: bool = True) -> np.ndarray:
-    """Read-only memory map of array ``key`` of an .npz file.
+def _record(cache: Path) -> Path:
+    """Where :func:`cached_npy` records which version of the source ``cache`` was unpacked from."""
+    return cache.with_name(f".{cache.name}.source")
+
+
+def _source_key(sources: list[Path]) -> list[dict[str, int]]:
+    """What identifies a version of the files ``sources`` without reading them: their sizes and modification
+    times."""
+    return [{"size": stat.st_size, "mtime_ns": stat.st_mtime_ns} for stat in map(os.stat, sources)]
+
+
+def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path, progress: bool = True, *,
+                         name: str) -> np.ndarray:
+    """Read-only memory map of array ``key`` of an .npz file of dataset ``name``
+    (a :data:`~dynrep.data.download.DATASETS` key, for the re-download command).
 
     An uncompressed member is mapped in place; a compressed one is unpacked once, streamed in
-    chunks, to ``cache_dir/<npz stem>.<key>.npy`` (see :func:`cached_npy`).
+    chunks, to ``cache_dir/<npz stem>.<key>.npy`` (see :func:`cached_npy`). A truncated or corrupt
+    file raises :class:`~dynrep.data.download.DataFileError` (the command that downloads it again)
+    and leaves no partial copy.
     """
     member = f"{key}.npy"
-    with zipfile.ZipFile(npz_path) as archive:
-        if member not in archive.namelist():
-            raise ValueError(f"{npz_path}: no array {key!r}; it holds {[n[:-4] for n in archive.namelist()]}")
-        info = archive.getinfo(member)
-        with archive.open(member) as f:
-            shape, fortran, dtype = read_npy_header(f)
-            header = f.tell()
+    with reading(npz_path, name), zipfile.ZipFile(npz_path) as archive:
+        names = archive.namelist()
+        if member in names:
+            info = archive.getinfo(member)
+            with archive.open(member) as f:
+                shape, fortran, dtype = read_npy_header(f)
+                header = f.tell()
+    if member not in names:
+        raise ValueError(f"{npz_path}: no array {key!r}; it holds {[n[:-4] for n in names]}")
     if info.compress_type == zipfile.ZIP_STORED:
         # The member's data start: local file header (30 bytes + name + extra) + npy header.
         with open(npz_path, "rb") as raw:
@@ -144,14 +166,14 @@ def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path, progress: bo
     def fill(out: np.ndarray, advance: Callable[[int], object]) -> None:
         flat = out.reshape(-1, order="A").view(np.uint8)
         pos = 0
-        with zipfile.ZipFile(npz_path) as archive, archive.open(member) as f:
+        with reading(npz_path, name), zipfile.ZipFile(npz_path) as archive, archive.open(member) as f:
             read_npy_header(f)
             while chunk := f.read(_CHUNK_BYTES):
                 flat[pos:pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
                 pos += len(chunk)
                 advance(len(chunk))
-        if pos != flat.size:
-            raise ValueError(f"{npz_path}: array {key!r} is truncated ({pos} of {flat.size} bytes)")
+            if pos != flat.size:
+                raise EOFError(f"array {key!r} is truncated: {pos} of {flat.size} bytes")
 
     cache = Path(cache_dir) / f"{Path(npz_path).stem}.{key}.npy"
     nbytes = int(np.prod(shape)) * dtype.itemsize
@@ -159,12 +181,15 @@ def npz_member_as_memmap(npz_path: Path, key: str, cache_dir: Path, progress: bo
                       desc=f"unpacking {Path(npz_path).name}:{key} (once)", progress=progress)
 
 
-def h5_dataset_as_array(dataset, cache_dir: Path, progress: bool = True) -> np.ndarray:
-    """Read-only memory map of an h5py dataset (``[N, ...]``).
+def h5_dataset_as_array(dataset, cache_dir: Path, progress: bool = True, *, name: str) -> np.ndarray:
+    """Read-only memory map of an h5py dataset (``[N, ...]``) of the file of dataset ``name``
+    (a :data:`~dynrep.data.download.DATASETS` key, for the re-download command).
 
     A contiguous, uncompressed dataset is mapped in place. Any other (chunked and compressed, as in the
     published 3dshapes.h5) is unpacked once, in blocks of whole chunks along axis 0, to
     ``cache_dir/<file stem>.<dataset name>.npy`` (see :func:`cached_npy`), so random reads never decompress.
+    A chunk that cannot be decompressed raises :class:`~dynrep.data.download.DataFileError` and leaves no
+    partial copy.
     """
     offset = dataset.id.get_offset()
     if offset is not None and dataset.chunks is None:
@@ -179,12 +204,47 @@ def h5_dataset_as_array(dataset, cache_dir: Path, progress: bool = True) -> np.n
     def fill(out: np.ndarray, advance: Callable[[int], object]) -> None:
         for start in range(0, rows, block):
             stop = min(start + block, rows)
-            dataset.read_direct(out, np.s_[start:stop], np.s_[start:stop])
+            with reading(source, name):
+                dataset.read_direct(out, np.s_[start:stop], np.s_[start:stop])
             advance(stop - start)
 
-    name = dataset.name.strip("/").replace("/", ".")
-    return cached_npy(Path(cache_dir) / f"{source.stem}.{name}.npy", source, dataset.shape, dataset.dtype, fill,
-                      total=rows, unit="image", desc=f"unpacking {source.name}:{name} (once)", progress=progress)
+    key = dataset.name.strip("/").replace("/", ".")
+    return cached_npy(Path(cache_dir) / f"{source.stem}.{key}.npy", source, dataset.shape, dataset.dtype, fill,
+                      total=rows, unit="image", desc=f"unpacking {source.name}:{key} (once)", progress=progress)
+
+
+def check_images(images, where: str, scale: int = 1) -> None:
+    """Check that an image store holds images a :class:`FactorImageEnvironment` can show.
+
+    The layout must be ``[N, H, W]`` or channels-last ``[N, H, W, C]`` with C = 1 or 3, and the values integer
+    pixels in 0..255 (with ``scale``, integers in ``0..255 // scale``, which are multiplied by it) or float
+    intensities in [0, 1]. Only the shape is looked at for uint8 without a scale; otherwise the values' minimum
+    and maximum are taken in one pass of blocks of about ``_CHUNK_BYTES`` (a multi-GB memory map is never copied).
+    Raises ValueError naming ``where`` (the file), what it holds and what is expected.
+    """
+    shape, dtype = tuple(images.shape), np.dtype(images.dtype)
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3)):
+        hint = " (a channels-first store [N, C, H, W] must be transposed)" if len(shape) == 4 and shape[1] in (1, 3) \
+            else ""
+        raise ValueError(f"{where}: images of shape {list(shape)}; expected [N, H, W] or channels-last "
+                         f"[N, H, W, C] with C = 1 or 3{hint}")
+    if dtype.kind not in "uif":
+        raise ValueError(f"{where}: images of dtype {dtype}; expected integer pixels (uint8, 0..255) or float "
+                         f"intensities in [0, 1]")
+    if (dtype == np.uint8 and scale == 1) or shape[0] == 0:
+        return
+    rows = max(1, _CHUNK_BYTES // max(1, int(np.prod(shape[1:])) * dtype.itemsize))
+    lows, highs = [], []
+    for start in range(0, shape[0], rows):  # one block in memory at a time (an h5py dataset reads it)
+        block = np.asarray(images[start:start + rows])
+        lows.append(block.min())
+        highs.append(block.max())
+    low, high = np.min(lows), np.max(highs)
+    limit = 1 if dtype.kind == "f" else 255 // scale
+    if not (low >= 0 and high <= limit):  # NaN fails too
+        expected = ("float intensities in [0, 1]" if dtype.kind == "f" else "integer pixels in 0..255" if scale == 1
+                    else f"integers in 0..{limit} (multiplied by {scale} to pixels in 0..255)")
+        raise ValueError(f"{where}: images hold {dtype} values in {low}..{high}; expected {expected}")
 
 
 def _rebuild(cls: type, config: dict) -> "FactorImageEnvironment":
@@ -196,17 +256,20 @@ class FactorImageEnvironment(Environment):
 
     Args:
         images: store indexable on axis 0 (numpy array, memmap or h5py dataset) of
-            ``[N, H, W]`` or ``[N, H, W, C]`` uint8 images, in C order over the full
-            factor grid (last factor fastest).
+            ``[N, H, W]`` or channels-last ``[N, H, W, C]`` (C = 1 or 3) images, in C order over the
+            full factor grid (last factor fastest): integer pixels in 0..255 (uint8 as published; other
+            integer dtypes are cast when rendered) or float intensities in [0, 1] (rendered as
+            ``round(255 x)``), checked by :func:`check_images`.
         names: factor names, grid order.
         values: per factor, the sorted values its classes stand for (``len`` = grid size).
         periodic: per factor, whether ±1 shifts wrap around.
         factors: optional subset, ``{name: class indices to keep}``; kept classes are
             renumbered ``0..len-1`` in the given order.
-        scale: multiplier bringing stored values to 0..255 (dSprites stores {0, 1}).
+        scale: multiplier bringing stored integers to 0..255 (dSprites stores {0, 1}: 255).
         repeats: per factor, whether its last class shows its first class's value again (an angle sampled
             over [0, 2pi] with both ends); a periodic one then cycles over the other classes (its
             period is one less), so ±1 from the last distinct class wraps to the first, never to the repeat.
+        source: the file the images come from, named in errors.
 
     The environment's factor vectors index the kept classes; ``factors_to_index`` maps
     them to rows of the full store.
@@ -214,7 +277,8 @@ class FactorImageEnvironment(Environment):
 
     def __init__(self, images, names: Sequence[str], values: Sequence[np.ndarray], periodic: Sequence[bool],
                  factors: Mapping[str, Sequence[int]] | None = None, scale: int = 1,
-                 repeats: Sequence[bool] | None = None):
+                 repeats: Sequence[bool] | None = None, source: str = "images"):
+        check_images(images, source, scale)
         sizes = [len(v) for v in values]
         if images.shape[0] != int(np.prod(sizes)):
             raise ValueError(f"the image store has {images.shape[0]} images; the factor grid "
@@ -298,4 +362,8 @@ class FactorImageEnvironment(Environment):
         if images.ndim == 3:
             images = images[..., None]
         images = images.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(images * np.uint8(self._scale) if self._scale != 1 else images)
+        if images.dtype.kind == "f":
+            images = np.rint(images * 255)
+        elif self._scale != 1:
+            images = images * np.uint8(self._scale)  # checked at load: the products stay within 0..255
+        return np.ascontiguousarray(images, dtype=np.uint8)

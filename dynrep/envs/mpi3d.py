@@ -49,14 +49,14 @@ class MPI3D(FactorImageEnvironment):
         if not self.path.is_file():
             raise FileNotFoundError(f"no MPI3D file at {self.path}; `dynrep download mpi3d_{variant}` fetches it")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.path.parent
-        images = npz_member_as_memmap(self.path, "images", self.cache_dir)
+        images = npz_member_as_memmap(self.path, "images", self.cache_dir, name=f"mpi3d_{variant}")
         if images.ndim != 4 or images.shape[1:] != (64, 64, 3) or images.dtype != np.uint8:
             raise ValueError(f"{self.path}: images must be uint8 [N, 64, 64, 3], got {images.dtype} {images.shape}")
         if len(images) != int(np.prod(self.sizes)):
             raise ValueError(f"{self.path}: {len(images)} images do not form the documented factor grid "
                              f"{dict(zip(NAMES, self.sizes))} ({int(np.prod(self.sizes))} images)")
         self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
-        super().__init__(images, NAMES, [np.arange(s) for s in self.sizes], PERIODIC, factors)
+        super().__init__(images, NAMES, [np.arange(s) for s in self.sizes], PERIODIC, factors, source=str(self.path))
 
     def get_config(self) -> dict[str, Any]:
         return {"variant": self.variant, "path": str(self.path), "factors": self._subset_arg or None,

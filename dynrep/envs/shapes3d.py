@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import h5py
 
-from dynrep.data.download import dataset_path
+from dynrep.data.download import dataset_path, reading
 from dynrep.envs.factor_images import FactorImageEnvironment, grid_classes, h5_dataset_as_array
 from dynrep.envs.registry import register_env
 
@@ -45,14 +45,18 @@ class Shapes3D(FactorImageEnvironment):
         if not self.path.is_file():
             raise FileNotFoundError(f"no Shapes3D file at {self.path}; `dynrep download shapes3d` fetches it")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.path.parent
-        with h5py.File(self.path, "r") as file:
+        with reading(self.path, "shapes3d"):
+            file = h5py.File(self.path, "r")
+        with file:
             missing = [k for k in ("images", "labels") if k not in file]
             if missing:
                 raise ValueError(f"{self.path}: not a 3dshapes file, missing dataset(s) {missing}")
-            _, values = grid_classes(file["labels"][()], NAMES, str(self.path))
-            images = h5_dataset_as_array(file["images"], self.cache_dir, progress)
+            with reading(self.path, "shapes3d"):
+                labels = file["labels"][()]
+            _, values = grid_classes(labels, NAMES, str(self.path))
+            images = h5_dataset_as_array(file["images"], self.cache_dir, progress, name="shapes3d")
         self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
-        super().__init__(images, NAMES, values, PERIODIC, factors)
+        super().__init__(images, NAMES, values, PERIODIC, factors, source=str(self.path))
 
     def get_config(self) -> dict[str, Any]:
         return {"path": str(self.path), "factors": self._subset_arg or None, "cache_dir": str(self.cache_dir)}
