@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
+import types
+import typing
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -24,8 +25,14 @@ def config_from_dict(cls: type[T], values: dict[str, Any], what: str = "config")
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"unknown {what} option(s) {unknown}; allowed: {sorted(fields)}")
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation that cannot be resolved here: the dataclass checks alone
+        hints = {}
     converted = {}
     for name, value in values.items():
+        if name in hints and not _matches(value, hints[name]):
+            raise ValueError(f"{what} option {name} must be of type {fields[name].type}, got {value!r}")
         default = fields[name].default
         if isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
@@ -33,9 +40,26 @@ def config_from_dict(cls: type[T], values: dict[str, Any], what: str = "config")
     return cls(**converted)
 
 
-def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as indented JSON to ``path`` through a temporary file and rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    tmp.replace(path)
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (from Python or JSON: lists for tuples, ints for floats) fits type ``hint``; types
+    this does not know (Any, classes) match anything, leaving the finer checks to the dataclass."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint in (bool, int, float, str):
+        if isinstance(value, bool):
+            return hint is bool
+        return isinstance(value, (int, float) if hint is float else hint)
+    if origin in (tuple, list) or hint in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(map(_matches, value, args))
+        return not args or all(_matches(v, args[0]) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True

@@ -72,6 +72,16 @@ def test_a_misspelt_env_arg(capsys, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("setting,message", [
+    ("channels=5", "'rotation' model option channels must be of type tuple[int, ...], got 5"),
+    ("reg_weight=abc", "'rotation' model option reg_weight must be of type float, got 'abc'"),
+    ("angle_init=-1", "angle_init must be >= 0 or None, got -1"),
+])
+def test_a_model_option_of_the_wrong_type(capsys, tmp_path, setting, message):
+    code, err = one_line(capsys, "train", "--steps", "1", "--out", tmp_path / "x", "--set", setting)
+    assert (code, err) == (2, f"dynrep train: error: {message}")
+
+
 def test_an_environment_missing_a_required_argument(capsys, tmp_path):
     code, err = one_line(capsys, "train", "--env", "toy_nn", "--steps", "1", "--out", tmp_path / "x")
     assert (code, err) == (2, "dynrep train: error: environment 'toy_nn' needs --env-arg dataset=VALUE")

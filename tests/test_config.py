@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dynrep.config import config_from_dict, config_to_dict, write_json_atomic
+from dynrep.config import config_from_dict, config_to_dict
 from dynrep.models.rotation import RotationModel
 from dynrep.models.vae import VAE
 
@@ -39,18 +39,19 @@ def test_config_to_dict_covers_every_field():
     assert set(config_to_dict(config)) == {f.name for f in dataclasses.fields(config)}
 
 
-def test_write_json_atomic(tmp_path):
-    path = tmp_path / "out.json"
-    write_json_atomic(path, {"b": [1, 2], "a": "x"})
-    assert json.loads(path.read_text()) == {"a": "x", "b": [1, 2]}
-    write_json_atomic(path, {"c": 3})
-    assert json.loads(path.read_text()) == {"c": 3}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no temporary file left
+@pytest.mark.parametrize("key,value,expected", [
+    ("reg_weight", "abc", "float"), ("reg_weight", [1], "float"), ("reg_weight", True, "float"),
+    ("latent_dim", 2.5, "int"), ("latent_dim", None, "int"),
+    ("channels", 5, r"tuple\[int, \.\.\.\]"), ("channels", [4, "8"], r"tuple\[int, \.\.\.\]"),
+    ("lr_angles", "fast", r"float \| None"), ("architecture", [1], r"str \| None"),
+])
+def test_config_from_dict_checks_types(key, value, expected):
+    """A value of the wrong type (``--set reg_weight=abc``) is a ValueError naming the option, its type and the
+    value, not a TypeError deep in a comparison."""
+    with pytest.raises(ValueError, match=rf"'rotation' model option {key} must be of type {expected}, got "):
+        config_from_dict(RotationModel.Config, {key: value}, what="'rotation' model")
 
 
-def test_write_json_atomic_failure_keeps_old_file(tmp_path):
-    path = tmp_path / "out.json"
-    write_json_atomic(path, {"ok": True})
-    with pytest.raises(TypeError):
-        write_json_atomic(path, {"bad": object()})
-    assert json.loads(path.read_text()) == {"ok": True}
+def test_config_from_dict_accepts_json_forms():
+    config = config_from_dict(RotationModel.Config, {"reg_weight": 1, "lr_angles": None, "channels": [4, 8]})
+    assert config.reg_weight == 1 and config.lr_angles is None and config.channels == (4, 8)

@@ -65,6 +65,8 @@ def test_rotation_latent_dim_below_two(small_env):
     ("hidden", 0, r"hidden must be >= 1, got 0"),
     ("channels", (), r"channels must be a non-empty sequence of positive ints"),
     ("channels", (4, 0), r"channels must be a non-empty sequence of positive ints"),
+    ("channels", 5, r"channels must be a non-empty sequence of positive ints, got 5"),
+    ("mlp_hidden", "8", r"mlp_hidden must be a sequence of positive ints, got '8'"),
     ("mlp_hidden", (8, -1), r"mlp_hidden must be a sequence of positive ints"),
     ("lr", 0.0, r"lr must be a positive float, got 0.0"),
     ("lr", -1e-3, r"lr must be a positive float"),

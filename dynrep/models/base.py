@@ -15,8 +15,8 @@ from dynrep.models.nets import ARCHITECTURES, DECODERS, MLP_ACTIVATIONS, build_d
 
 def check_widths(name: str, widths, *, allow_empty: bool = False) -> None:
     """ValueError unless ``widths`` is a sequence of positive ints (layer sizes), non-empty unless allowed."""
-    if (not widths and not allow_empty) or any(isinstance(w, bool) or not isinstance(w, int) or w < 1
-                                               for w in widths):
+    if not isinstance(widths, (list, tuple)) or (not widths and not allow_empty) or \
+            any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
         kind = "a sequence" if allow_empty else "a non-empty sequence"
         raise ValueError(f"{name} must be {kind} of positive ints, got {widths!r}")
 

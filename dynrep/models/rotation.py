@@ -99,6 +99,8 @@ class RotationModel(RepresentationModel):
                 raise ValueError(f"reg_warmup_steps must be >= 0, got {self.reg_warmup_steps}")
             if self.lr_angles is not None and not self.lr_angles > 0:
                 raise ValueError(f"lr_angles must be a positive float or None, got {self.lr_angles}")
+            if self.angle_init is not None and not self.angle_init >= 0:
+                raise ValueError(f"angle_init must be >= 0 or None, got {self.angle_init}")
 
     has_dynamics = True
 
