@@ -651,3 +651,27 @@ def test_cars3d_resizes_once_and_caches(tmp_path):
     again = Cars3D(tmp_path)
     assert isinstance(again._images, np.memmap)
     np.testing.assert_array_equal(again.render(np.array([[3, 5, 0]])), obs[:1])
+
+
+def test_cars3d_cache_is_rebuilt_when_a_rendering_changes(tmp_path):
+    import os
+    import scipy.io
+    from dynrep.envs.cars3d import Cars3D
+    path = tmp_path / "car_001_mesh.mat"
+    scipy.io.savemat(path, {"im": np.full((16, 16, 3, 24, 4), 7, np.uint8)})
+    assert Cars3D(tmp_path, progress=False).render(np.array([[0, 0, 0]]))[0, 0, 5, 5] == 7
+    stat = path.stat()
+    scipy.io.savemat(path, {"im": np.full((16, 16, 3, 24, 4), 9, np.uint8)})  # a new copy, same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert Cars3D(tmp_path, progress=False).render(np.array([[0, 0, 0]]))[0, 0, 5, 5] == 9
+
+
+def test_a_cars3d_file_without_renderings_is_a_data_file_error(tmp_path):
+    import scipy.io
+    from dynrep.data.download import DataFileError
+    from dynrep.envs.cars3d import Cars3D
+    scipy.io.savemat(tmp_path / "car_001_mesh.mat", {"other": np.zeros(3)})
+    with pytest.raises(DataFileError, match=r"car_001_mesh\.mat is damaged \(KeyError: 'im'\); download it again "
+                                            r"with `dynrep download cars3d"):
+        Cars3D(tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["car_001_mesh.mat"]
