@@ -155,8 +155,9 @@ class RepresentationLearner:
             raise TrainingInterrupted(f"{err}{saved} its step-{self.step} state", err.signal_name,
                                       err.step) from None
         except NonFiniteLossError as err:
-            raise NonFiniteLossError(f"{err}{saved} that state" if checkpoint_dir is not None else str(err)) \
-                from None
+            if checkpoint_dir is None:
+                raise
+            raise NonFiniteLossError(f"{err}{saved} that state") from None
 
     # -- inference ---------------------------------------------------------------------
     # Inputs follow dynrep.inputs: uint8 / integer pixels 0..255 or float intensities in [0, 1] for image

@@ -48,13 +48,19 @@ def _fsync_write(path: Path, data: bytes) -> None:
 @contextmanager
 def _locked(directory: Path, exclusive: bool) -> Iterator[None]:
     """An advisory lock on ``directory`` itself (POSIX ``flock`` on a directory descriptor, which needs
-    only read permission): exclusive for writers, shared for readers."""
+    only read permission): exclusive for writers, shared for readers. A reader that may not even list the
+    directory reads without the lock, and so could meet another user's save mid-swap."""
     try:
         import fcntl
+        fd = os.open(directory, os.O_RDONLY)
     except ImportError:  # pragma: no cover - Windows: no locking
         yield
         return
-    fd = os.open(directory, os.O_RDONLY)
+    except PermissionError:
+        if exclusive:
+            raise
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
