@@ -20,7 +20,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from dynrep import (Circles, Flatland, GridWorld, Pendulum, RepresentationLearner, Shapes3D,  # noqa: E402
                     ToyNN)
@@ -135,7 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=GALLERY, help=f"output directory (default: {GALLERY})")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     for name in args.only or PICTURES:
         for path in PICTURES[name](args.out):
             print(f"{path}  ({path.stat().st_size / 1024:.0f} KiB)", flush=True)
