@@ -100,10 +100,11 @@ def pendulum(out: Path) -> list[Path]:
 
 
 def generalisation(out: Path) -> list[Path]:
-    """A β-VAE trained on one part of a Circles split: training vs held-out frames and their reconstructions."""
-    train, test = Circles().split("circles/recomb2range/midpos")
-    learner = RepresentationLearner(train, "beta_vae", latent_dim=4, seed=0)
-    learner.train(steps(1500), progress=False)
+    """A VAE trained on one part of a Circles split (the world and rate of benchmarks/models.py): training vs
+    held-out frames and their reconstructions."""
+    train, test = Circles(grid=16, radius=4, image_size=32).split("circles/recomb2range/midpos")
+    learner = RepresentationLearner(train, "vae", latent_dim=4, lr=1e-3, seed=0)
+    learner.train(steps(3000), progress=False)
     rows = []
     for env in (train, test):
         obs = env.sample_trajectories(8, 0, np.random.default_rng(1)).obs[:, 0]
@@ -116,7 +117,7 @@ def generalisation(out: Path) -> list[Path]:
             ax.imshow(images[c])
             ax.set_xticks([]), ax.set_yticks([])
         axes[r, 0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize="small")
-    fig.suptitle("circles/recomb2range/midpos: a β-VAE on the training part")
+    fig.suptitle("circles/recomb2range/midpos: a VAE trained on the training part")
     fig.tight_layout()
     path = out / "generalisation_reconstructions.png"
     fig.savefig(path, dpi=80)
