@@ -1,6 +1,7 @@
 """Shapes3D and dSprites loaders on small files written in the exact published formats."""
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import json
@@ -238,11 +239,22 @@ def open_mpi3d(path, cache):
     return MPI3D("toy", path, sizes=MPI3D_SIZES, cache_dir=cache)
 
 
+@functools.lru_cache(maxsize=None)
+def synthetic_copy(name: str) -> Path:
+    """The small real-format copy of dataset ``name`` (:mod:`dynrep.data.synthetic`), written once per session."""
+    import atexit
+    import tempfile
+    directory = tempfile.mkdtemp(prefix=f"dynrep-{name}-")
+    atexit.register(shutil.rmtree, directory, True)
+    return write_synthetic(name, directory)
+
+
 def synthetic(name: str, first_mat: bool = False):
-    """Writes the small real-format copy of dataset ``name`` (:mod:`dynrep.data.synthetic`) into the test's
-    directory; ``first_mat``: returns its first .mat file (Cars3D)."""
+    """Copies :func:`synthetic_copy` into the test's directory; ``first_mat``: returns its first .mat (Cars3D)."""
     def write(directory: Path) -> Path:
-        path = write_synthetic(name, directory)
+        source = synthetic_copy(name)
+        path = directory / source.name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, path)
         return sorted(path.glob("*.mat"))[0] if first_mat else path
     return write
 
