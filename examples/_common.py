@@ -14,6 +14,12 @@ def steps(default: int) -> int:
     return int(os.environ.get(STEPS_ENV, default))
 
 
+def evaluation(num_train: int = 10_000) -> dict[str, int]:
+    """Sample sizes for ``learner.evaluate``: ``num_train`` frames for each metric and evaluate's default 64
+    episodes; for a smoke run (``$DYNREP_TUTORIAL_STEPS`` below 100) 200 frames and 4 episodes."""
+    return {"num_train": num_train} if steps(100) >= 100 else {"num_train": 200, "num_episodes": 4}
+
+
 def data(name: str) -> dict[str, Any]:
     """Keyword arguments that open dataset ``name`` (a ``dynrep download`` name) for its environment.
 

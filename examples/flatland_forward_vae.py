@@ -1,9 +1,9 @@
 """ForwardVAE on Flatland (Caselles-Dupré et al. 2019): each action rotates its own latent plane; a rollout
 GIF (truth beside the open-loop prediction)."""
-from _common import steps
+from _common import evaluation, steps
 from dynrep import Flatland, RepresentationLearner
 
 learner = RepresentationLearner(Flatland(), "forward_vae", seed=0)
 learner.train(steps=steps(2000))
 learner.animate("flatland_forward_vae.gif")
-print(learner.evaluate(metrics=()))  # reconstruction and k-step prediction errors
+print(learner.evaluate(metrics=(), **evaluation()))  # reconstruction and k-step prediction errors

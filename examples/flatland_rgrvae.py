@@ -1,9 +1,9 @@
 """RGrVAE on Flatland (Painter et al. 2020): the actions are not given; a policy picks among learned group
 actions (REINFORCE). A rollout GIF (truth beside the open-loop prediction)."""
-from _common import steps
+from _common import evaluation, steps
 from dynrep import Flatland, RepresentationLearner
 
 learner = RepresentationLearner(Flatland(), "rgrvae", seed=0)
 learner.train(steps=steps(2000))
 learner.animate("flatland_rgrvae.gif")
-print(learner.evaluate(metrics=()))  # reconstruction and k-step prediction errors
+print(learner.evaluate(metrics=(), **evaluation()))  # reconstruction and k-step prediction errors

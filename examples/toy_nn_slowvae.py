@@ -1,9 +1,9 @@
 """SlowVAE (Klindt et al. 2021) on a temporal toy-nn dataset: a sparse (Laplace) prior on latent transitions;
 the MCC on the held-out test subset and a plot of the loss terms."""
-from _common import steps
+from _common import evaluation, steps
 from dynrep import RepresentationLearner, ToyNN
 
 learner = RepresentationLearner(ToyNN("temporal_sparsity_non_trivial", num_samples=100_000), "slowvae", seed=0)
 learner.train(steps=steps(2000))
 learner.plot_training("toy_nn_slowvae_training.png")
-print(learner.evaluate(["mcc"]))
+print(learner.evaluate(["mcc"], **evaluation()))
