@@ -2,8 +2,9 @@
 
 :func:`write_synthetic` writes a reduced factor grid of a dataset of :data:`~dynrep.data.download.DATASETS` under
 the official file name, with the official arrays, keys and dtypes, so that the dataset's loader reads it unchanged
-(``make_env(name, path=write_synthetic(name, dest))``). The label values are those of the real dataset (a subset of
-each factor's published values); the images are rendered with numpy: a simple picture of the same scene (a 2.5-D
+(``make_env(name, path=write_synthetic(name, dest))``; MPI3D, whose files hold no labels, also needs
+``sizes=MPI3D_SIZES``). The label values are those of the real dataset (a subset of each factor's published
+values); the images are rendered with numpy: a simple picture of the same scene (a 2.5-D
 room with an object for Shapes3D, binary sprites for dSprites, ...), so a model trained on it learns something,
 but they are not the published images. Everything is deterministic (no randomness, or a fixed seed), a few MB
 and written in a few seconds. Use it to try the tutorials, examples and tests where the real files are absent.
@@ -21,7 +22,7 @@ from dynrep.data.download import DATASETS
 __all__ = ["CARS3D_OBJECTS", "CAUSAL_CIRCUIT_PAIRS", "CAUSAL_CIRCUIT_SIDE", "DSPRITES_GRID", "MPI3D_SIZES",
            "SHAPES3D_GRID", "write_synthetic"]
 
-SIDE = 64
+_SIDE = 64
 #: Kept class indices of each Shapes3D factor (of floor_hue 10, wall_hue 10, object_hue 10, scale 8, shape 4,
 #: orientation 15): 4 x 4 x 4 x 3 x 4 x 3 = 2,304 images.
 SHAPES3D_GRID = ((0, 2, 5, 7), (1, 3, 6, 8), (0, 3, 5, 8), (0, 4, 7), (0, 1, 2, 3), (0, 7, 14))
@@ -40,7 +41,7 @@ def _hue_rgb(hue: np.ndarray | float, value: np.ndarray | float = 1.0, saturatio
     return value[..., None] * (1 - saturation * ramp)
 
 
-def _grid_xy(side: int = SIDE) -> tuple[np.ndarray, np.ndarray]:
+def _grid_xy(side: int = _SIDE) -> tuple[np.ndarray, np.ndarray]:
     """Pixel-centre coordinates ``(x, y)``, each ``[side, side]``, in pixels."""
     y, x = np.mgrid[0:side, 0:side] + 0.5
     return x, y
@@ -55,7 +56,7 @@ def _shapes3d_room(floor: float, wall: float, angle: float) -> np.ndarray:
     x, y = _grid_xy()
     horizon, corner = 34.0, 32 - 0.9 * angle
     wall_shade = np.where(x < corner, 0.75, 0.95) - 0.004 * np.abs(x - corner)
-    floor_shade = 0.55 + 0.45 * (y - horizon) / (SIDE - horizon)
+    floor_shade = 0.55 + 0.45 * (y - horizon) / (_SIDE - horizon)
     room = np.where((y < horizon)[..., None], _hue_rgb(wall, wall_shade), _hue_rgb(floor, floor_shade))
     return room
 
@@ -343,18 +344,17 @@ def _write_circuit_file(path: Path, seed: int) -> None:
     """One ``.npz`` (uncompressed) of :data:`CAUSAL_CIRCUIT_PAIRS` pairs: before a random intervention and after."""
     rng = np.random.default_rng(seed)
     pairs = CAUSAL_CIRCUIT_PAIRS
-    latents, epsilon = np.zeros((pairs, 2, 4)), rng.uniform(size=(pairs, 2, 4))
-    _circuit_mechanisms(latents[:, 0], epsilon[:, 0], np.zeros((pairs, 4), dtype=bool))
+    noise = rng.uniform(size=(pairs, 4))
     labels = rng.integers(0, 5, size=pairs)  # 0: no intervention, k: on variable k - 1 (red, green, blue, arm)
     masks = labels[:, None] == np.arange(1, 5)
-    latents[:, 1] = np.where(masks, rng.uniform(size=(pairs, 4)), latents[:, 0])
-    # After the intervention: the intervened variable keeps its new value, its descendants follow, the rest stay.
-    descendants = {0: [0], 1: [1, 0], 2: [2, 0], 3: [3, 1, 2, 0]}
-    redo = np.zeros((pairs, 4), dtype=bool)
-    for k, columns in descendants.items():
-        redo[np.ix_(labels == k + 1, columns)] = True
-    epsilon[:, 1] = np.where(redo & ~masks, epsilon[:, 1], epsilon[:, 0])
-    _circuit_mechanisms(latents[:, 1], epsilon[:, 1], masks | ~redo)
+    values = rng.uniform(size=(pairs, 4))
+    # After: the intervened variable takes a random value, the others follow from the same noise (so only its
+    # descendants change). ``epsilon`` records the noise, the new value in place of the intervened one's.
+    epsilon = np.stack([noise, np.where(masks, values, noise)], axis=1)
+    latents = np.zeros((pairs, 2, 4))
+    latents[:, 1] = np.where(masks, values, 0.0)
+    _circuit_mechanisms(latents[:, 0], noise, np.zeros((pairs, 4), dtype=bool))
+    _circuit_mechanisms(latents[:, 1], noise, masks)
     imgs = np.array([[_circuit_frame(*frame) for frame in pair] for pair in latents], dtype=bytes)
     pressed = np.stack([(np.abs(latents[..., 3] - _BUTTONS[b]) < 0.15) for b in ("red", "green", "blue")], axis=-1)
     np.savez(path, imgs=imgs, original_latents=latents, epsilon=epsilon, pressed=pressed.astype(np.float64),
