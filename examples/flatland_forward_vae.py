@@ -3,7 +3,7 @@ GIF (truth beside the open-loop prediction)."""
 from _common import evaluation, steps
 from dynrep import Flatland, RepresentationLearner
 
-learner = RepresentationLearner(Flatland(), "forward_vae", seed=0)
-learner.train(steps=steps(2000))
+learner = RepresentationLearner(Flatland(), "forward_vae", batch_size=32, seed=0)  # published: 128
+learner.train(steps=steps(1000))
 learner.animate("flatland_forward_vae.gif")
 print(learner.evaluate(metrics=(), **evaluation()))  # reconstruction and k-step prediction errors

@@ -4,6 +4,6 @@ from _common import data, evaluation, steps
 from dynrep import MPI3D, RepresentationLearner
 
 learner = RepresentationLearner(MPI3D("toy", **data("mpi3d_toy")), "factor_vae", seed=0)
-learner.train(steps=steps(2000))
+learner.train(steps=steps(1000))
 learner.animate("mpi3d_factor_vae.gif", kind="traversal")
 print(learner.evaluate(["mig"], **evaluation(2000)))

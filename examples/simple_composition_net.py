@@ -6,7 +6,7 @@ from dynrep import RepresentationLearner, Simple
 
 train, test = Simple().split("simple/recomb2range/shape2px")
 learner = RepresentationLearner(train, "composition_net", seed=0)
-learner.train(steps=steps(2000))
+learner.train(steps=steps(1000))
 learner.animate("simple_composition_net.gif", kind="traversal")
 n = evaluation(2000)["num_train"]  # frames drawn from each part
 # The held-out part fixes the shape: its alignment R² is measured against the training mean.
