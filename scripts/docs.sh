@@ -25,7 +25,23 @@ if [ ${#executed[@]} -eq 0 ]; then
 fi
 rm -rf docs/tutorials
 mkdir -p docs/tutorials
-[ ${#executed[@]} -eq 0 ] || cp "${executed[@]}" docs/tutorials/
+# Copies of the executed notebooks; nbconvert's HTML templates drop image/gif outputs, so each GIF becomes an
+# HTML <img> of the same data.
+[ ${#executed[@]} -eq 0 ] || .venv/bin/python - "${executed[@]}" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+for source in map(Path, sys.argv[1:]):
+    notebook = json.loads(source.read_text())
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/gif" in data:
+                gif = "".join(data.pop("image/gif")).replace("\n", "")
+                data["text/html"] = f'<img src="data:image/gif;base64,{gif}" alt="GIF">'
+    (Path("docs/tutorials") / source.name).write_text(json.dumps(notebook, indent=1))
+EOF
 
 if [ "$mode" = serve ]; then
     exec .venv/bin/mkdocs serve
