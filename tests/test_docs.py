@@ -80,6 +80,7 @@ def test_build_renders_every_page_and_notebook(site):
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):
         assert (site / "tutorials" / notebook.stem / "index.html").is_file(), notebook.name
         assert f'href="tutorials/{notebook.stem}/"' in (site / "index.html").read_text(), "not in the nav"
+        assert f'href="{notebook.stem}/"' in (site / "tutorials" / "index.html").read_text(), "not in the index"
 
 
 @pytest.mark.parametrize("module_name, name", PUBLIC, ids=[f"{m}.{n}" for m, n in PUBLIC])
