@@ -83,6 +83,16 @@ def test_build_renders_every_page_and_notebook(site):
         assert f'href="{notebook.stem}/"' in (site / "tutorials" / "index.html").read_text(), "not in the index"
 
 
+def test_a_page_per_world_model_and_metric():
+    config = (ROOT / "mkdocs.yml").read_text()
+    for kind, names in (("worlds", dynrep.list_envs()), ("models", dynrep.list_models())):
+        for name in names:
+            assert (ROOT / "docs" / kind / f"{name}.md").is_file() and f"{kind}/{name}.md" in config, name
+    page = (ROOT / "docs" / "metrics.md").read_text()
+    for name in dynrep.metrics.list_metrics():
+        assert f"`{name}`" in page, name
+
+
 @pytest.mark.parametrize("module_name, name", PUBLIC, ids=[f"{m}.{n}" for m, n in PUBLIC])
 def test_public_name_documented(module_name, name, site):
     module = importlib.import_module(module_name)
