@@ -2,9 +2,10 @@
 # Build (default) or serve the documentation site with the .venv of the repository this script is in.
 #   bash scripts/docs.sh          # = build: mkdocs build --strict into site/
 #   bash scripts/docs.sh serve    # mkdocs serve on http://127.0.0.1:8000
-# The tutorials are rendered from EXECUTED copies of notebooks/*.ipynb in docs/tutorials/: those in
-# build/notebooks/ when CI has executed them there (pytest --nbmake --overwrite), else this script copies
-# notebooks/ to build/notebooks/ and executes them itself (DYNREP_TUTORIAL_STEPS, default 20).
+# The tutorials are rendered from EXECUTED copies of notebooks/*.ipynb in docs/tutorials/: for each notebook,
+# its copy in build/notebooks/ when one is there (CI executes them there with pytest --nbmake --overwrite), else
+# this script copies it there and executes it (DYNREP_TUTORIAL_STEPS, default 20). Delete build/notebooks/ to
+# re-execute notebooks edited since.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-build}"
@@ -12,16 +13,17 @@ case "$mode" in build|serve) ;; *) echo "usage: $0 [build|serve]" >&2; exit 2 ;;
 export NO_MKDOCS_2_WARNING=1
 
 shopt -s nullglob
-executed=(build/notebooks/*.ipynb)
-if [ ${#executed[@]} -eq 0 ]; then
-    sources=(notebooks/*.ipynb)
-    if [ ${#sources[@]} -gt 0 ]; then
-        mkdir -p build/notebooks
-        cp "${sources[@]}" build/notebooks/
-        DYNREP_TUTORIAL_STEPS="${DYNREP_TUTORIAL_STEPS:-20}" PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
-            .venv/bin/python -m pytest --nbmake --overwrite build/notebooks -q -p no:cacheprovider
-        executed=(build/notebooks/*.ipynb)
-    fi
+executed=() missing=()
+for notebook in notebooks/*.ipynb; do
+    copy="build/notebooks/$(basename "$notebook")"
+    executed+=("$copy")
+    [ -f "$copy" ] || missing+=("$copy")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    mkdir -p build/notebooks
+    for copy in "${missing[@]}"; do cp "notebooks/$(basename "$copy")" "$copy"; done
+    DYNREP_TUTORIAL_STEPS="${DYNREP_TUTORIAL_STEPS:-20}" PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
+        .venv/bin/python -m pytest --nbmake --overwrite "${missing[@]}" -q -p no:cacheprovider
 fi
 rm -rf docs/tutorials
 mkdir -p docs/tutorials
