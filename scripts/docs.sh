@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-build}"
 case "$mode" in build|serve) ;; *) echo "usage: $0 [build|serve]" >&2; exit 2 ;; esac
 export NO_MKDOCS_2_WARNING=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"   # this checkout's dynrep (notebooks, world pictures)
 
 shopt -s nullglob
 executed=() missing=()
@@ -22,7 +23,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     mkdir -p build/notebooks
     for copy in "${missing[@]}"; do cp "notebooks/$(basename "$copy")" "$copy"; done
-    DYNREP_TUTORIAL_STEPS="${DYNREP_TUTORIAL_STEPS:-20}" PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
+    DYNREP_TUTORIAL_STEPS="${DYNREP_TUTORIAL_STEPS:-20}" \
         .venv/bin/python -m pytest --nbmake --overwrite "${missing[@]}" -q -p no:cacheprovider
 fi
 rm -rf docs/tutorials
