@@ -7,6 +7,7 @@ worlds whose data must be downloaded have no picture.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -51,3 +52,7 @@ def on_files(files, config):
         Image.fromarray(picture(name)).save(_OUT / path)
         files.append(File(path, str(_OUT), config["site_dir"], config["use_directory_urls"]))
     return files
+
+
+def on_shutdown():
+    shutil.rmtree(_OUT, ignore_errors=True)
