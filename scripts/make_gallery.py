@@ -53,8 +53,11 @@ def shapes3d(out: Path) -> list[Path]:
     """A β-VAE's latent traversal on Shapes3D: the real file when present, else the small real-format copy."""
     from dynrep.data.synthetic import write_synthetic
     with tempfile.TemporaryDirectory() as tmp:
-        real = dataset_path("shapes3d")
-        env = Shapes3D(real if real.is_file() else write_synthetic("shapes3d", tmp), progress=False)
+        try:
+            path = dataset_path("shapes3d")
+        except FileNotFoundError:
+            path = write_synthetic("shapes3d", tmp)
+        env = Shapes3D(path, progress=False)
         learner = RepresentationLearner(env, "beta_vae", latent_dim=6, seed=0)
         learner.train(steps(1500), progress=False)
         return [learner.animate(out / "shapes3d_traversal.gif", kind="traversal")]

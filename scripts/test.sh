@@ -11,3 +11,5 @@ bash scripts/setup_env.sh
 rm -rf build/notebooks && mkdir -p build/notebooks && cp notebooks/*.ipynb build/notebooks/
 DYNREP_TUTORIAL_STEPS=${DYNREP_TUTORIAL_STEPS:-20} OMP_NUM_THREADS=1 \
     .venv/bin/python -m pytest --nbmake --overwrite -n 2 -p no:cacheprovider build/notebooks
+# The documentation site, built strictly (broken links, missing pages fail) with those executed notebooks.
+bash scripts/docs.sh build
