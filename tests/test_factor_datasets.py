@@ -1,6 +1,7 @@
 """Shapes3D and dSprites loaders on small files written in the exact published formats."""
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import json
@@ -23,6 +24,7 @@ from dynrep.envs.mpi3d import MPI3D
 import dynrep.envs.factor_images as factor_images
 from dynrep.data import download
 from dynrep.data.download import DataFileError
+from dynrep.data.synthetic import MPI3D_SIZES, write_synthetic
 from dynrep.envs.factor_images import grid_classes, npz_member_as_memmap
 from dynrep.envs.shapes3d import Shapes3D
 
@@ -219,24 +221,10 @@ def shorten_images_member(path: Path) -> None:
             archive.writestr(name, content)
 
 
-MPI3D_SIZES = (2, 1, 2, 1, 1, 3, 2)
-
-
-def write_mpi3d(path: Path) -> Path:
-    np.savez_compressed(path, images=index_images(int(np.prod(MPI3D_SIZES)), 3))
-    return path
-
-
 def corrupt_h5_chunk(path: Path) -> None:
     with h5py.File(path, "r") as f:
         chunk = f["images"].id.get_chunk_info(1)
     damage(path, chunk.byte_offset + chunk.size // 2)
-
-
-def write_cars(directory: Path) -> Path:
-    import scipy.io
-    scipy.io.savemat(directory / "car_001_mesh.mat", {"im": np.zeros((8, 8, 3, 24, 4), np.uint8)})
-    return directory / "car_001_mesh.mat"
 
 
 def open_dsprites(path, cache):
@@ -251,22 +239,40 @@ def open_mpi3d(path, cache):
     return MPI3D("toy", path, sizes=MPI3D_SIZES, cache_dir=cache)
 
 
+@functools.lru_cache(maxsize=None)
+def synthetic_copy(name: str) -> Path:
+    """The small real-format copy of dataset ``name`` (:mod:`dynrep.data.synthetic`), written once per session."""
+    import atexit
+    import tempfile
+    directory = tempfile.mkdtemp(prefix=f"dynrep-{name}-")
+    atexit.register(shutil.rmtree, directory, True)
+    return write_synthetic(name, directory)
+
+
+def synthetic(name: str, first_mat: bool = False):
+    """Copies :func:`synthetic_copy` into the test's directory; ``first_mat``: returns its first .mat (Cars3D)."""
+    def write(directory: Path) -> Path:
+        source = synthetic_copy(name)
+        path = directory / source.name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, path)
+        return sorted(path.glob("*.mat"))[0] if first_mat else path
+    return write
+
+
 def open_cars3d(path, cache):
     from dynrep.envs.cars3d import Cars3D
     return Cars3D(path.parent)
 
 
 @pytest.mark.parametrize("name,write,harm,open_env", [
-    ("dsprites", lambda d: write_dsprites(d / "d.npz"), truncate, open_dsprites),
-    ("dsprites", lambda d: write_dsprites(d / "d.npz"), corrupt_member, open_dsprites),
+    ("dsprites", synthetic("dsprites"), truncate, open_dsprites),
+    ("dsprites", synthetic("dsprites"), corrupt_member, open_dsprites),
     ("dsprites", lambda d: write_dsprites(d / "d.npz", compressed=False), corrupt_npy_header, open_dsprites),
-    ("dsprites", lambda d: write_dsprites(d / "d.npz"), shorten_images_member, open_dsprites),
-    ("shapes3d", lambda d: write_shapes3d(d / "s.h5", compressed=True, chunks=(8, 64, 64, 3)), truncate,
-     open_shapes3d),
-    ("shapes3d", lambda d: write_shapes3d(d / "s.h5", compressed=True, chunks=(8, 64, 64, 3)), corrupt_h5_chunk,
-     open_shapes3d),
-    ("mpi3d_toy", lambda d: write_mpi3d(d / "m.npz"), corrupt_member, open_mpi3d),
-    ("cars3d", write_cars, truncate, open_cars3d),
+    ("dsprites", synthetic("dsprites"), shorten_images_member, open_dsprites),
+    ("shapes3d", synthetic("shapes3d"), truncate, open_shapes3d),
+    ("shapes3d", synthetic("shapes3d"), corrupt_h5_chunk, open_shapes3d),
+    ("mpi3d_toy", synthetic("mpi3d_toy"), corrupt_member, open_mpi3d),
+    ("cars3d", synthetic("cars3d", first_mat=True), truncate, open_cars3d),
 ], ids=["dsprites-truncated", "dsprites-corrupt-member", "dsprites-corrupt-header", "dsprites-short-member",
         "shapes3d-truncated",
         "shapes3d-corrupt-chunk", "mpi3d-corrupt-member", "cars3d-truncated-mat"])
@@ -278,9 +284,11 @@ def test_a_damaged_file_is_one_error_naming_it_and_the_redownload(tmp_path, name
         open_env(path, cache)
     message = str(err.value)
     assert message.startswith(f"{path} is damaged (") and "\n" not in message
-    assert message.endswith(f"download it again with `dynrep download {name} --force`")
+    # The official file names, outside the data directory: the command names the directory (--dest).
+    assert message.endswith(f"download it again with `{download.redownload_command(name, path)}`")
+    assert download.redownload_command(name, path).startswith(f"dynrep download {name} --force")
     assert isinstance(err.value, download.DownloadError)
-    leftovers = [p.name for d in (tmp_path, cache) if d.exists() for p in d.iterdir() if p.suffix in (".tmp", ".npy")]
+    leftovers = [p.name for d in {tmp_path, path.parent, cache} if d.exists() for p in d.iterdir() if p.suffix in (".tmp", ".npy")]
     assert leftovers == []  # no half-written copy, temporary or final
 
 

@@ -58,7 +58,8 @@ class Cars3D(FactorImageEnvironment):
     cached as ``cars3d_x64.npy`` (uint8) in the data directory, then memory-mapped.
 
     Args:
-        path: directory of the .mat files (default: ``$DYNREP_DATA/cars3d``, ``dynrep download cars3d``).
+        path: directory of the .mat files (default: ``$DYNREP_DATA/cars3d``, ``dynrep download cars3d``; a
+            small one in this format: :func:`dynrep.data.synthetic.write_synthetic` ``("cars3d", dest)``).
         factors: optional subset ``{name: class indices}``.
         progress: show a progress bar while the cache is built.
     """

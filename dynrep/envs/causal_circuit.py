@@ -161,7 +161,8 @@ class CausalCircuit(CausalVariables, Environment):
 
     Args:
         path: directory holding the ``.npz`` files (default ``$DYNREP_DATA/causal_circuit``, installed by
-            ``dynrep download causal_circuit``). Only the chosen subset's files are needed.
+            ``dynrep download causal_circuit``). Only the chosen subset's files are needed. A small directory in
+            this format: :func:`dynrep.data.synthetic.write_synthetic` ``("causal_circuit", dest)``.
         subset: ``"train"`` (``train-0.npz`` ... ``train-9.npz``), ``"val"`` (``val.npz``) or ``"test"``
             (``test.npz``).
         regimes: ``"icm_vae"`` keeps only the frames in ICM-VAE's three regimes (see the module docstring);

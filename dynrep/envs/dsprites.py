@@ -36,7 +36,8 @@ class DSprites(FactorImageEnvironment):
     that keeps classes 0 and 39 must keep them first and last (its cycle then skips 39).
 
     Args:
-        path: the .npz (default: ``$DYNREP_DATA/<official name>``, ``dynrep download dsprites``).
+        path: the .npz (default: ``$DYNREP_DATA/<official name>``, ``dynrep download dsprites``; a small file in
+            this format: :func:`dynrep.data.synthetic.write_synthetic` ``("dsprites", dest)``).
         factors: optional subset ``{name: class indices}``.
         cache_dir: where the unpacked images go (default: beside the .npz).
     """

@@ -31,7 +31,9 @@ class MPI3D(FactorImageEnvironment):
 
     Args:
         variant: ``"toy"``, ``"realistic"`` or ``"real"`` (picks the default file).
-        path: the .npz (default: ``$DYNREP_DATA/mpi3d_<variant>.npz``, ``dynrep download mpi3d_<variant>``).
+        path: the .npz (default: ``$DYNREP_DATA/mpi3d_<variant>.npz``, ``dynrep download mpi3d_<variant>``; a
+            small file in this format: :func:`dynrep.data.synthetic.write_synthetic` ``("mpi3d_toy", dest)``, with
+            ``sizes=`` :data:`dynrep.data.synthetic.MPI3D_SIZES`).
         factors: optional subset ``{name: class indices}``.
         sizes: grid sizes in the order above (default: the public release's).
         cache_dir: where an unpacked copy goes if the .npz is compressed (default: beside it).

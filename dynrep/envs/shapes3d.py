@@ -32,7 +32,8 @@ class Shapes3D(FactorImageEnvironment):
 
     Args:
         path: the .h5 file (default: ``$DYNREP_DATA/3dshapes.h5``, fetched by
-            ``dynrep download shapes3d``).
+            ``dynrep download shapes3d``; a small file in this format:
+            :func:`dynrep.data.synthetic.write_synthetic` ``("shapes3d", dest)``).
         factors: optional subset ``{name: class indices}``, e.g. ``{"shape": [0, 1]}``.
         cache_dir: where the unpacked images go (default: beside the .h5); must be writable
             the first time, unless it already holds the unpacked copy.
