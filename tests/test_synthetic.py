@@ -137,3 +137,11 @@ def test_causal_circuit(data):
 def test_unknown_names(data):
     with pytest.raises(KeyError, match="unknown dataset 'nope'"):
         write_synthetic("nope", data)
+
+
+def test_progress_false_unpacks_silently(tmp_path, capsys):
+    from dynrep import DSprites, MPI3D
+    from dynrep.data.synthetic import MPI3D_SIZES, write_synthetic
+    DSprites(write_synthetic("dsprites", tmp_path / "d"), progress=False)
+    MPI3D("toy", write_synthetic("mpi3d_toy", tmp_path / "m"), sizes=MPI3D_SIZES, progress=False)
+    assert capsys.readouterr().err == ""

@@ -40,10 +40,11 @@ class DSprites(FactorImageEnvironment):
             this format: :func:`dynrep.data.synthetic.write_synthetic` ``("dsprites", dest)``).
         factors: optional subset ``{name: class indices}``.
         cache_dir: where the unpacked images go (default: beside the .npz).
+        progress: show a progress bar while unpacking.
     """
 
     def __init__(self, path: str | Path | None = None, *, factors: Mapping[str, Sequence[int]] | None = None,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, progress: bool = True):
         self.path = Path(path) if path is not None else dataset_path("dsprites")
         if not self.path.is_file():
             raise FileNotFoundError(f"no dSprites file at {self.path}; `dynrep download dsprites` fetches it")
@@ -62,7 +63,7 @@ class DSprites(FactorImageEnvironment):
         values = [latent_values[np.unique(grid[:, k], return_index=True)[1], k + 1] for k in range(len(NAMES))]
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.path.parent
         self._subset_arg = {k: list(v) for k, v in (factors or {}).items()}
-        images = npz_member_as_memmap(self.path, "imgs", self.cache_dir, name="dsprites")
+        images = npz_member_as_memmap(self.path, "imgs", self.cache_dir, progress, name="dsprites")
         # the official orientations are linspace(0, 2pi, 40): the last is the first angle again
         repeats = [k == NAMES.index("orientation") and bool(np.isclose(v[-1] - v[0], 2 * np.pi))
                    for k, v in enumerate(values)]

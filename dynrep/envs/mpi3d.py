@@ -37,11 +37,12 @@ class MPI3D(FactorImageEnvironment):
         factors: optional subset ``{name: class indices}``.
         sizes: grid sizes in the order above (default: the public release's).
         cache_dir: where an unpacked copy goes if the .npz is compressed (default: beside it).
+        progress: show a progress bar while unpacking.
     """
 
     def __init__(self, variant: str = "real", path: str | Path | None = None, *,
                  factors: Mapping[str, Sequence[int]] | None = None, sizes: Sequence[int] = SIZES,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, progress: bool = True):
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if len(sizes) != len(NAMES) or any(int(s) < 1 for s in sizes):
@@ -51,7 +52,7 @@ class MPI3D(FactorImageEnvironment):
         if not self.path.is_file():
             raise FileNotFoundError(f"no MPI3D file at {self.path}; `dynrep download mpi3d_{variant}` fetches it")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.path.parent
-        images = npz_member_as_memmap(self.path, "images", self.cache_dir, name=f"mpi3d_{variant}")
+        images = npz_member_as_memmap(self.path, "images", self.cache_dir, progress, name=f"mpi3d_{variant}")
         if images.ndim != 4 or images.shape[1:] != (64, 64, 3) or images.dtype != np.uint8:
             raise ValueError(f"{self.path}: images must be uint8 [N, 64, 64, 3], got {images.dtype} {images.shape}")
         if len(images) != int(np.prod(self.sizes)):
