@@ -84,13 +84,11 @@ class JsonlLogger(_Cadence):
     def __init__(self, path: str | Path, every: int = 10):
         super().__init__(every)
         self.path = Path(path)
-        self.fd: int | None = None
 
     def on_train_begin(self, trainer, steps: int) -> None:
         super().on_train_begin(trainer, steps)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._keep_until(trainer.step)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def _keep_until(self, step: int) -> None:
         """Rewrite the file (atomically) without torn lines or lines of steps after ``step``, if it has any."""
@@ -114,12 +112,12 @@ class JsonlLogger(_Cadence):
         record = {"step": trainer.step, "terms": logs,
                   "lr": [group["lr"] for group in trainer.optimizer.param_groups],
                   "steps_per_s": steps_per_s, "elapsed_s": elapsed, "time": time.time()}
-        os.write(self.fd, (json.dumps(record) + "\n").encode())
-
-    def on_train_end(self, trainer, reason: str) -> None:
-        super().on_train_end(trainer, reason)
-        os.close(self.fd)
-        self.fd = None
+        # Opened per line: nothing stays open if training raises, and a logged step costs one open more.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode())
+        finally:
+            os.close(fd)
 
 
 def _summary_writer():
