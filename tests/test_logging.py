@@ -141,6 +141,16 @@ def test_tensorboard_event_files_hold_every_term_rate_config_and_images(tmp_path
     assert '"name": "rotation"' in text and '"latent_dim": 4' in text
 
 
+def test_tensorboard_on_a_vector_world_logs_scalars_and_no_images(tmp_path, onehot_env, one_thread):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    learner = tiny_learner(env=onehot_env)
+    learner.train(4, progress=False, callbacks=[TensorBoardLogger(tmp_path / "tb", every=2, images_every=1)])
+    events = event_accumulator.EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert events.Tags()["images"] == []
+    assert [e.step for e in events.Scalars("loss/loss")] == [2, 4]
+
+
 def test_tensorboard_images_leave_training_unchanged(tmp_path, one_thread):
     pytest.importorskip("tensorboard")
     plain, watched = tiny_learner(), tiny_learner()
