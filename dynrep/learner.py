@@ -24,6 +24,7 @@ from dynrep.metrics.graphs import permute_graph, shd
 from dynrep.models.registry import build_model
 from dynrep.training.callbacks import Callback, Checkpoint, NonFiniteLossError, ProgressBar
 from dynrep.training.checkpoint import CheckpointError, check_destination, load_checkpoint, save_checkpoint
+from dynrep.training.logging import JsonlLogger, metrics_path
 from dynrep.training.signals import TrainingInterrupted
 from dynrep.training.trainer import Trainer
 from dynrep.viz import gif, plots
@@ -128,7 +129,8 @@ class RepresentationLearner:
 
     def train(self, steps: int, *, time_limit: float | None = None, progress: bool = True,
               checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
-              overwrite: bool = False, callbacks: Sequence[Callback] = ()) -> dict[str, list[float]]:
+              overwrite: bool = False, log_every: int | None = 10,
+              callbacks: Sequence[Callback] = ()) -> dict[str, list[float]]:
         """Run ``steps`` optimiser steps (or until ``time_limit`` seconds pass).
 
         With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and when training
@@ -136,7 +138,9 @@ class RepresentationLearner:
         :class:`~dynrep.training.signals.TrainingInterrupted` is raised) or a non-finite loss (the last
         finite state is saved, then :class:`~dynrep.training.callbacks.NonFiniteLossError` is raised).
         ``checkpoint_dir`` is checked before the first step (:func:`~dynrep.training.checkpoint.check_destination`):
-        it may not hold other files or, unless ``overwrite``, another run's checkpoint. Returns :attr:`history`.
+        it may not hold other files or, unless ``overwrite``, another run's checkpoint. With ``checkpoint_dir``
+        the loss terms, learning rates and steps/s of every ``log_every``-th step (None: none) are also appended
+        to ``<checkpoint_dir>.metrics.jsonl`` (:class:`~dynrep.training.logging.JsonlLogger`). Returns :attr:`history`.
         """
         cbs = list(callbacks)
         if progress:
@@ -145,6 +149,8 @@ class RepresentationLearner:
             size = 3 * sum(t.numel() * t.element_size() for t in self.model.state_dict().values())  # + Adam moments
             check_destination(checkpoint_dir, run_id=self.run_id, overwrite=overwrite, size=size)
             cbs.append(Checkpoint(lambda: self.save(checkpoint_dir, overwrite=overwrite), checkpoint_every))
+            if log_every is not None:
+                cbs.append(JsonlLogger(metrics_path(checkpoint_dir), every=check_int("log_every", log_every, 1)))
         elif checkpoint_every is not None:
             raise ValueError("checkpoint_every needs checkpoint_dir")
         saved = f"; the checkpoint in {checkpoint_dir} holds" if checkpoint_dir is not None else \
