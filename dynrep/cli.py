@@ -59,7 +59,9 @@ _FLAG_KEYS = {"env": "env.name", "model": "model.name", "steps": "trainer.steps"
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.config is not None:
+    if args.config is not None and "=" in args.config and not Path(args.config).exists():
+        args.overrides.insert(0, args.config)  # KEY=VALUE where the config file should be
+    elif args.config is not None:
         return _train_config(args)
     if args.overrides:
         raise ValueError(f"override {args.overrides[0]!r} needs a run config file first: dynrep train RUN.yaml "

@@ -226,11 +226,11 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
             if depth == len(parts) - 1:
                 break
             prefix = ".".join(parts[:depth + 1])
-            if not isinstance(node[part], dict):
+            if not isinstance(node.setdefault(part, {}), dict):  # free-form mappings start empty
                 raise ValueError(f"unknown key {dotted!r} in override {text!r}: {prefix} is a value, not a section")
             node, where = node[part], prefix
             allowed = _allowed(values, prefix, node)
-        previous = node[parts[-1]]
+        previous = node.get(parts[-1])
         node[parts[-1]] = value
         try:
             run_config_from_dict(values)
