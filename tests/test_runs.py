@@ -206,3 +206,13 @@ def test_resume_after_sigkill_is_bitwise_an_uninterrupted_run(tmp_path, one_thre
     straight, _ = run(tiny_config(steps=killed_at + 5, checkpoint_every=2), tmp_path / "straight")
     assert_same_run(checkpoint_of(out)[1], straight)
     assert load_run_config(out / "run.yaml") == load_run_config(tmp_path / "straight" / "run.yaml")
+
+
+def test_the_readme_run_config_and_overrides_are_valid(tmp_path):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("```yaml\n# gw.yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "gw.yaml").write_text(block)
+    config = apply_overrides(load_run_config(tmp_path / "gw.yaml"), ["model.config.lr=1e-4", "trainer.steps=2000"])
+    assert (config.env.args, config.model.config) == ({"size": 5}, {"latent_dim": 4, "lr": 1e-4})
+    assert (config.trainer.steps, config.trainer.checkpoint_every, config.evaluation.metrics) == (2000, 500,
+                                                                                              ["mig", "dci"])
