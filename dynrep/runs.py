@@ -290,17 +290,33 @@ def _train_and_evaluate(learner, config: RunConfig, out: Path, steps: int, *, pr
     return scores
 
 
+def _check_run_folder(out: Path) -> None:
+    """CheckpointError unless ``out`` is new, empty or a run folder (its files and their helpers alone)."""
+    from dynrep.training.checkpoint import CheckpointError
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out} is a file, not a run folder; choose a directory path")
+    ours = (RUN_FILE, CHECKPOINT_DIR, SCORES_FILE)
+    stray = sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(
+        tuple(f".{name}." for name in ours))) if out.is_dir() else []
+    if stray:
+        raise CheckpointError(f"{out} holds files that are not a dynrep run folder ({', '.join(stray[:5])}); "
+                              "refusing to write into it: choose a new or empty directory")
+
+
 def run(config: RunConfig, out_dir: str | Path, *, progress: bool = False, overwrite: bool = False):
     """Train and evaluate ``config`` in run folder ``out_dir``; returns ``(learner, scores)``.
 
     Writes the resolved config to ``out_dir/run.yaml`` before the first step, checkpoints into
     ``out_dir/checkpoint`` (refused if it holds another run's checkpoint, unless ``overwrite``) and the
-    final scores to ``out_dir/scores.json`` (``{"step": ..., "scores": {...}}``).
+    final scores to ``out_dir/scores.json`` (``{"step": ..., "scores": {...}}``). ``out_dir`` must be new, empty
+    or a run folder: anything else is a :class:`~dynrep.training.CheckpointError` before any file is written.
     """
     from dynrep.training.checkpoint import check_destination
     out = Path(out_dir)
     learner = build_learner(config)
+    _check_run_folder(out)
     check_destination(out / CHECKPOINT_DIR, run_id=learner.run_id, overwrite=overwrite)  # before run.yaml
+    (out / SCORES_FILE).unlink(missing_ok=True)  # an earlier run's scores must not pass for this run's
     save_run_config(resolved(config, learner), out / RUN_FILE)
     return learner, _train_and_evaluate(learner, config, out, config.trainer.steps, progress=progress,
                                         overwrite=overwrite)

@@ -16,7 +16,7 @@ from conftest import TINY_MODEL
 from dynrep import RepresentationLearner, cli
 from dynrep.runs import (EnvConfig, EvalConfig, ModelConfig, RunConfig, TrainerConfig, apply_overrides,
                          load_run_config, resume, run, save_run_config)
-from dynrep.training import CheckpointError
+from dynrep.training import CheckpointError, NonFiniteLossError
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
@@ -216,3 +216,27 @@ def test_the_readme_run_config_and_overrides_are_valid(tmp_path):
     assert (config.env.args, config.model.config) == ({"size": 5}, {"latent_dim": 4, "lr": 1e-4})
     assert (config.trainer.steps, config.trainer.checkpoint_every, config.evaluation.metrics) == (2000, 500,
                                                                                               ["mig", "dci"])
+
+
+def test_a_folder_of_other_files_is_refused_before_anything_is_written(tmp_path, capsys):
+    save_run_config(tiny_config(), tmp_path / "run.yaml")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert cli.main(["train", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "mine")]) == 1
+    assert capsys.readouterr().err.strip() == (f"dynrep train: error: {tmp_path / 'mine'} holds files that are not a "
+                                               "dynrep run folder (notes.txt); refusing to write into it: choose a "
+                                               "new or empty directory")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_overwrite_replaces_another_run_and_its_scores(tmp_path, one_thread, capsys):
+    run(tiny_config(steps=2), tmp_path / "r")
+    with pytest.raises(CheckpointError, match="holds the checkpoint of another run"):
+        run(tiny_config(steps=3), tmp_path / "r")
+    assert load_run_config(tmp_path / "r" / "run.yaml").trainer.steps == 2  # the refused run wrote nothing
+    with pytest.raises(NonFiniteLossError):  # a replacing run that fails leaves no scores of the run it replaced
+        run(apply_overrides(tiny_config(steps=3), ["model.config.lr=1e30"]), tmp_path / "r", overwrite=True)
+    assert not (tmp_path / "r" / "scores.json").exists()
+    run(tiny_config(steps=3), tmp_path / "r", overwrite=True)
+    assert json.loads((tmp_path / "r" / "scores.json").read_text())["step"] == 3
+    assert checkpoint_of(tmp_path / "r")[1].step == 3
