@@ -261,7 +261,12 @@ def _describe(err: BaseException) -> tuple[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dynrep`` console script; returns the exit code (:data:`EXIT_CODES`)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra  # KEY=VALUE overrides after --out DIR
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from dynrep.data.download import DownloadError
     from dynrep.training import CheckpointError, NonFiniteLossError
     try:

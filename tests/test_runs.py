@@ -2,6 +2,7 @@
 ``dynrep resume`` after a SIGKILL ending bitwise equal to an uninterrupted run."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -146,6 +147,13 @@ def test_cli_flags_and_overrides_with_a_config_file(tmp_path, one_thread, capsys
     config = load_run_config(tmp_path / "x" / "run.yaml")
     assert (config.trainer.steps, config.trainer.seed) == (2, 5)
     assert (config.model.config["lr"], config.model.config["hidden"]) == (1e-4, 16)
+    assert cli.main(["train", str(tmp_path / "run.yaml"), "trainer.seed=6", "--out", str(tmp_path / "w"), "--quiet",
+                     "trainer.steps=1"]) == 0  # overrides after the flags too
+    assert load_run_config(tmp_path / "w" / "run.yaml").trainer == dataclasses.replace(tiny_config().trainer, seed=6,
+                                                                                       steps=1)
+    with pytest.raises(SystemExit):
+        cli.main(["train", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "v"), "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
     assert cli.main(["train", "trainer.steps=3", "--out", str(tmp_path / "y")]) == 2
     assert "needs a run config file first" in capsys.readouterr().err
     assert cli.main(["train", str(tmp_path / "run.yaml"), "trainer.stepz=3", "--out", str(tmp_path / "z")]) == 2
