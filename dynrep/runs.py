@@ -49,9 +49,10 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def env_arguments(name: str, args: dict[str, Any], prefix: str = "env.args.") -> None:
-    """Check ``args`` against environment ``name``'s constructor: an unknown key or a missing required one is
-    a ValueError naming it (as ``prefix + key``) and the arguments the environment takes."""
+def env_arguments(name: str, args: dict[str, Any], prefix: str = "env.args.", required: bool = True) -> None:
+    """Check ``args`` against environment ``name``'s constructor: an unknown key or (if ``required``) a
+    missing required one is a ValueError naming it (as ``prefix + key``) and the arguments the environment
+    takes."""
     from dynrep.envs.registry import env_class
     params = inspect.signature(env_class(name)).parameters
     names = [p.name for p in params.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
@@ -60,7 +61,7 @@ def env_arguments(name: str, args: dict[str, Any], prefix: str = "env.args.") ->
         raise ValueError(f"{prefix}{unknown[0]}: environment {name!r} has no argument {unknown[0]!r}; its "
                          f"arguments are {', '.join(names)}")
     missing = [n for n in names if params[n].default is inspect.Parameter.empty and n not in args]
-    if missing:
+    if missing and required:
         raise ValueError(f"environment {name!r} needs {prefix}{missing[0]}=VALUE")
 
 
@@ -232,13 +233,24 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
             allowed = _allowed(values, prefix, node)
         previous = node.get(parts[-1])
         node[parts[-1]] = value
+        if dotted in ("model.name", "env.name") and value != previous:  # the old settings were for the old one
+            values[parts[0]]["config" if parts[0] == "model" else "args"] = {}
         try:
-            run_config_from_dict(values)
+            _check_section(values, parts[0])
         except ValueError as err:
             raise ValueError(f"override {dotted}={value!r}: {err}") from None
-        if dotted == "model.name" and value != previous:  # another model's Config: the old overrides don't apply
-            values["model"]["config"] = {}
-    return run_config_from_dict(values)
+    return run_config_from_dict(values)  # now with every override: an environment's required arguments
+
+
+def _check_section(values: dict[str, Any], section: str) -> None:
+    """Validate one section of a run config dict; an environment's required arguments may still be missing
+    (a later override can give them)."""
+    if section == "env":
+        if not isinstance(values["env"]["name"], str):
+            raise ValueError(f"env option name must be of type str, got {values['env']['name']!r}")
+        env_arguments(values["env"]["name"], values["env"]["args"], required=False)
+    else:
+        config_from_dict(_SECTIONS[section], values[section], what=section)
 
 
 def _allowed(values: dict[str, Any], prefix: str, node: dict[str, Any]) -> list[str]:

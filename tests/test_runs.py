@@ -69,8 +69,13 @@ def test_overrides_set_dotted_keys_in_order():
     assert config.evaluation.options == {"mig": {"num_bins": 10}}
     assert tiny_config().trainer.steps == 4  # the original is left as it was
     # another model: the previous model's settings are dropped, new ones checked against its Config
-    assert apply_overrides(tiny_config(), ["model.name=vae", "model.config.beta=4"]).model == \
-        ModelConfig("vae", {"beta": 4})
+    rotation = apply_overrides(tiny_config(), ["model.config.reg_weight=0.5"])
+    assert apply_overrides(rotation, ["model.name=vae", "model.config.beta=4"]).model == ModelConfig("vae", {"beta": 4})
+    # another environment: its required arguments may come in a later override
+    toy = apply_overrides(tiny_config(), ["env.name=toy_nn", "env.args.dataset=action_sparsity_trivial"])
+    assert toy.env == EnvConfig("toy_nn", {"dataset": "action_sparsity_trivial"})
+    with pytest.raises(ValueError, match="^environment 'toy_nn' needs env.args.dataset=VALUE$"):
+        apply_overrides(tiny_config(), ["env.name=toy_nn"])
 
 
 @pytest.mark.parametrize("override, message", [
