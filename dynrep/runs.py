@@ -126,6 +126,24 @@ class EvalConfig:
     num_test: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        from dynrep.checks import check_int
+        from dynrep.metrics.compute import list_metrics, metric_options
+        for name in ("num_train", "num_test"):
+            if getattr(self, name) is not None:
+                check_int(f"evaluation.{name}", getattr(self, name), 1)
+        for where, names in (("evaluation.metrics", self.metrics or []), ("evaluation.options", self.options)):
+            unknown = sorted(set(names) - set(list_metrics()))
+            if unknown:
+                raise ValueError(f"{where}: unknown metric {unknown[0]!r}; metrics are {', '.join(list_metrics())}")
+        for metric, options in self.options.items():
+            allowed = metric_options(metric)
+            unknown = sorted(set(options) - set(allowed)) if isinstance(options, dict) else None
+            if unknown is None or unknown:
+                raise ValueError(f"evaluation.options.{metric} must map options of metric {metric!r} to values; "
+                                 f"{'got ' + repr(options) if unknown is None else 'it has no ' + repr(unknown[0])}"
+                                 f"; its options are {', '.join(allowed) or 'none'}")
+
 
 @dataclass
 class RunConfig:
@@ -265,9 +283,10 @@ def _allowed(values: dict[str, Any], prefix: str, node: dict[str, Any]) -> list[
     if prefix == "evaluation.options":
         from dynrep.metrics.compute import list_metrics
         return list_metrics()
-    if prefix in _SECTIONS:
-        return [f.name for f in dataclasses.fields(_SECTIONS[prefix]())]
-    return list(node)  # inside evaluation.options.<metric>: the metric's own options are checked when it runs
+    if prefix.startswith("evaluation.options."):
+        from dynrep.metrics.compute import metric_options
+        return metric_options(prefix.split(".")[2])
+    return [f.name for f in dataclasses.fields(_SECTIONS[prefix]())]
 
 
 def build_learner(config: RunConfig):

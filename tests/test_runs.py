@@ -39,7 +39,7 @@ def full_config() -> RunConfig:
                      trainer=TrainerConfig(steps=20, time_limit=2.5, checkpoint_every=5, device="cpu", threads=1,
                                            seed=7),
                      evaluation=EvalConfig(metrics=["mig", "dci"], num_train=100, num_test=50,
-                                           options={"dci": {"regressor": "lasso"}}))
+                                           options={"mig": {"num_bins": 10}}))
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
@@ -63,10 +63,11 @@ def test_yaml_reads_exponents_and_partial_files(tmp_path):
 def test_overrides_set_dotted_keys_in_order():
     config = apply_overrides(tiny_config(), ["model.config.lr=1e-4", "trainer.steps=2000", "trainer.time_limit=null",
                                              "model.config.channels=[8,8]", "env.args.size=5", "trainer.steps=30",
-                                             "evaluation.metrics=[mig]", "evaluation.options.mig={num_bins: 10}"])
+                                             "evaluation.metrics=[mig]", "evaluation.options.mig={num_bins: 10}",
+                                             "evaluation.options.dci.n_jobs=2"])
     assert config.model.config == {**tiny_config().model.config, "lr": 1e-4, "channels": [8, 8]}
     assert (config.trainer.steps, config.env.args["size"], config.evaluation.metrics) == (30, 5, ["mig"])
-    assert config.evaluation.options == {"mig": {"num_bins": 10}}
+    assert config.evaluation.options == {"mig": {"num_bins": 10}, "dci": {"n_jobs": 2}}
     assert tiny_config().trainer.steps == 4  # the original is left as it was
     # another model: the previous model's settings are dropped, new ones checked against its Config
     rotation = apply_overrides(tiny_config(), ["model.config.reg_weight=0.5"])
@@ -93,6 +94,14 @@ def test_overrides_set_dotted_keys_in_order():
                                 "must be of type"),
     ("trainer.checkpoint_every=0", "override trainer.checkpoint_every=0: trainer.checkpoint_every must be >= 1"),
     ("evaluation.metrics=mig", "override evaluation.metrics='mig': evaluation option metrics must be of type"),
+    ("evaluation.metrics=[mig,migg]", "override evaluation.metrics=['mig', 'migg']: evaluation.metrics: unknown metric "
+                                      "'migg'; metrics are "),
+    ("evaluation.options.mig.bins=3", "unknown key 'evaluation.options.mig.bins' in override "
+                                      "'evaluation.options.mig.bins=3': evaluation.options.mig has no 'bins'; allowed: "
+                                      "estimator, num_bins, num_samples"),
+    ("evaluation.options.mig=3", "override evaluation.options.mig=3: evaluation.options.mig must map options of "
+                                 "metric 'mig' to values; got 3; its options are estimator, num_bins, num_samples"),
+    ("evaluation.num_test=0", "override evaluation.num_test=0: evaluation.num_test must be >= 1"),
     ("trainer.steps", "override 'trainer.steps' is not KEY=VALUE with a dotted KEY (e.g. trainer.steps=2000)"),
     ("=4", "override '=4' is not KEY=VALUE"),
     ("trainer..steps=4", "override 'trainer..steps=4' is not KEY=VALUE"),
