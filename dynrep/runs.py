@@ -255,8 +255,9 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
             values[parts[0]]["config" if parts[0] == "model" else "args"] = {}
         try:
             _check_section(values, parts[0])
-        except ValueError as err:
-            raise ValueError(f"override {dotted}={value!r}: {err}") from None
+        except (ValueError, KeyError) as err:  # KeyError: an unknown model or environment name
+            reason = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise ValueError(f"override {dotted}={value!r}: {reason}") from None
     return run_config_from_dict(values)  # now with every override: an environment's required arguments
 
 

@@ -102,6 +102,8 @@ def test_overrides_set_dotted_keys_in_order():
     ("evaluation.options.mig=3", "override evaluation.options.mig=3: evaluation.options.mig must map options of "
                                  "metric 'mig' to values; got 3; its options are estimator, num_bins, num_samples"),
     ("evaluation.num_test=0", "override evaluation.num_test=0: evaluation.num_test must be >= 1"),
+    ("model.name=rotaton", "override model.name='rotaton': unknown model 'rotaton'; registered models: ["),
+    ("env.name=gridwrld", "override env.name='gridwrld': unknown environment 'gridwrld'; registered environments: ["),
     ("trainer.steps", "override 'trainer.steps' is not KEY=VALUE with a dotted KEY (e.g. trainer.steps=2000)"),
     ("=4", "override '=4' is not KEY=VALUE"),
     ("trainer..steps=4", "override 'trainer..steps=4' is not KEY=VALUE"),
