@@ -1,4 +1,4 @@
-"""The ``dynrep`` command: demo, train, evaluate, animate, list, download.
+"""The ``dynrep`` command: demo, train, resume, evaluate, animate, list, download.
 
 Every error a user can cause ends in one line on stderr, ``dynrep COMMAND: error: ...``, and an exit code:
 see :data:`EXIT_CODES`.
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import inspect
 import json
 import signal
 import sys
@@ -42,17 +41,9 @@ def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
 def _env_args(name: str, pairs: Sequence[str]) -> dict[str, Any]:
     """``--env-arg`` pairs checked against the environment's constructor: an unknown key or a missing
     required one is a ValueError naming it and the arguments the environment takes."""
-    from dynrep.envs.registry import env_class
+    from dynrep.runs import env_arguments
     kwargs = _key_values(pairs, "--env-arg")
-    params = inspect.signature(env_class(name)).parameters
-    names = [p.name for p in params.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    unknown = sorted(set(kwargs) - set(names))
-    if unknown and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        raise ValueError(f"--env-arg {unknown[0]}: environment {name!r} has no argument {unknown[0]!r}; its "
-                         f"arguments are {', '.join(names)}")
-    missing = [n for n in names if params[n].default is inspect.Parameter.empty and n not in kwargs]
-    if missing:
-        raise ValueError(f"environment {name!r} needs --env-arg {missing[0]}=VALUE")
+    env_arguments(name, kwargs, prefix="--env-arg ")
     return kwargs
 
 
@@ -62,14 +53,56 @@ def _print_scores(scores: dict[str, float]) -> None:
         print(f"  {name:<{width}}  {value:.4f}")
 
 
+#: ``dynrep train`` flags that, given with a config file, override its dotted keys.
+_FLAG_KEYS = {"env": "env.name", "model": "model.name", "steps": "trainer.steps", "time_limit": "trainer.time_limit",
+              "checkpoint_every": "trainer.checkpoint_every", "device": "trainer.device", "seed": "trainer.seed"}
+
+
 def _train(args: argparse.Namespace) -> int:
+    if args.config is not None and "=" in args.config and not Path(args.config).exists():
+        args.overrides.insert(0, args.config)  # KEY=VALUE where the config file should be
+    elif args.config is not None:
+        return _train_config(args)
+    if args.overrides:
+        raise ValueError(f"override {args.overrides[0]!r} needs a run config file first: dynrep train RUN.yaml "
+                         "KEY=VALUE ... --out DIR")
+    if args.steps is None:
+        raise ValueError("--steps is required without a run config file (dynrep train RUN.yaml --out DIR)")
     from dynrep import RepresentationLearner, make_env
-    env = make_env(args.env, **_env_args(args.env, args.env_arg))
-    learner = RepresentationLearner(env, args.model, seed=args.seed, device=args.device,
-                                    **_key_values(args.set, "--set"))
+    env_name = args.env or "gridworld"
+    env = make_env(env_name, **_env_args(env_name, args.env_arg))
+    learner = RepresentationLearner(env, args.model or "rotation", seed=0 if args.seed is None else args.seed,
+                                    device=args.device or "auto", **_key_values(args.set, "--set"))
     learner.train(args.steps, time_limit=args.time_limit, progress=not args.quiet, checkpoint_dir=args.out,
                   checkpoint_every=args.checkpoint_every, overwrite=args.overwrite)
     print(f"trained {learner.step} steps; checkpoint in {args.out}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace) -> int:
+    """``dynrep train RUN.yaml [KEY=VALUE ...] --out DIR``: flags given override the file, then the dotted
+    overrides do, in order."""
+    from dynrep import runs
+    config = runs.load_run_config(args.config)
+    flags = [f"{key}={json.dumps(getattr(args, name))}" for name, key in _FLAG_KEYS.items()
+             if getattr(args, name) is not None]
+    flags += [f"model.config.{pair}" for pair in args.set] + [f"env.args.{pair}" for pair in args.env_arg]
+    config = runs.apply_overrides(config, [*flags, *args.overrides])
+    learner, scores = runs.run(config, args.out, progress=not args.quiet, overwrite=args.overwrite)
+    _report_run(learner, scores, args.out)
+    return 0
+
+
+def _report_run(learner, scores: dict[str, float], out: str) -> None:
+    print(f"trained {learner.step} steps; run folder {out} (run.yaml, checkpoint/, scores.json)")
+    if scores:
+        _print_scores(scores)
+
+
+def _resume_run(args: argparse.Namespace) -> int:
+    from dynrep import runs
+    learner, scores = runs.resume(args.run, args.steps, progress=not args.quiet)
+    _report_run(learner, scores, args.run)
     return 0
 
 
@@ -149,18 +182,29 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, training=True)
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("train", help="train a model and write a checkpoint directory")
-    p.add_argument("--env", default="gridworld")
-    p.add_argument("--model", default="rotation")
-    p.add_argument("--steps", type=int, required=True)
-    p.add_argument("--out", required=True, help="checkpoint directory")
+    p = sub.add_parser("train", help="train a model: from a run config file (a run folder) or from flags (a "
+                                      "checkpoint directory)")
+    p.add_argument("config", nargs="?", default=None, help="run config, YAML or .json (optional: without it the "
+                                                            "flags describe the run)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted overrides of the run config (model.config.beta=4 trainer.steps=2000)")
+    p.add_argument("--env", default=None, help="environment (default: gridworld)")
+    p.add_argument("--model", default=None, help="model (default: rotation)")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (required without a config file)")
+    p.add_argument("--out", required=True, help="checkpoint directory (with a config file: the run folder)")
     p.add_argument("--time-limit", type=float, default=None, help="wall-clock budget in seconds")
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace a checkpoint of another run in --out")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="environment argument")
     common(p, training=True)
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, seed=None, device=None)  # None: not given (the flag form's defaults: 0, auto)
+
+    p = sub.add_parser("resume", help="continue a run folder from its checkpoint to its trainer.steps")
+    p.add_argument("run", help="run folder (written by dynrep train RUN.yaml --out DIR)")
+    p.add_argument("--steps", type=int, default=None, help="train this many more steps instead")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_resume_run)
 
     p = sub.add_parser("evaluate", help="print the scores of a checkpoint")
     p.add_argument("run", help="checkpoint directory")
@@ -217,7 +261,12 @@ def _describe(err: BaseException) -> tuple[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dynrep`` console script; returns the exit code (:data:`EXIT_CODES`)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra  # KEY=VALUE overrides after --out DIR
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from dynrep.data.download import DownloadError
     from dynrep.training import CheckpointError, NonFiniteLossError
     try:

@@ -1,0 +1,386 @@
+"""Run configs: one dataclass tree describes a whole run (environment, model, trainer, evaluation).
+
+A :class:`RunConfig` round-trips YAML and JSON exactly (:func:`save_run_config`, :func:`load_run_config`),
+takes dotted overrides (:func:`apply_overrides`, ``["model.config.beta=4", "trainer.steps=2000"]``) and
+runs (:func:`run`) into a run folder::
+
+    RUN_DIR/run.yaml      the resolved config (every model and environment setting), written before training
+    RUN_DIR/checkpoint/   the learner's checkpoint (config.json + state.pt)
+    RUN_DIR/scores.json   the evaluation at the end
+
+``dynrep train RUN_DIR/run.yaml --out NEW_DIR`` re-runs a run; :func:`resume` continues it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from dynrep.config import config_from_dict, config_to_dict
+
+RUN_FILE, CHECKPOINT_DIR, SCORES_FILE = "run.yaml", "checkpoint", "scores.json"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 numbers: PyYAML's YAML 1.1 resolver reads ``1e-3`` (no dot) as a string."""
+
+
+# own copies of the resolver lists, so that SafeLoader itself is left as it is
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:
+     [-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON would give it back (tuples become lists), so that configs compare equal after a
+    round trip."""
+    return json.loads(json.dumps(value))
+
+
+def env_arguments(name: str, args: dict[str, Any], prefix: str = "env.args.", required: bool = True) -> None:
+    """Check ``args`` against environment ``name``'s constructor: an unknown key or (if ``required``) a
+    missing required one is a ValueError naming it (as ``prefix + key``) and the arguments the environment
+    takes."""
+    from dynrep.envs.registry import env_class
+    params = inspect.signature(env_class(name)).parameters
+    names = [p.name for p in params.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(args) - set(names))
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        raise ValueError(f"{prefix}{unknown[0]}: environment {name!r} has no argument {unknown[0]!r}; its "
+                         f"arguments are {', '.join(names)}")
+    missing = [n for n in names if params[n].default is inspect.Parameter.empty and n not in args]
+    if missing and required:
+        raise ValueError(f"environment {name!r} needs {prefix}{missing[0]}=VALUE")
+
+
+@dataclass
+class EnvConfig:
+    """The environment: a registered name (``dynrep.list_envs()``) and its constructor arguments."""
+
+    name: str = "gridworld"
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        env_arguments(self.name, self.args)
+        self.args = _plain(self.args)
+
+
+@dataclass
+class ModelConfig:
+    """The model: a registered name (``dynrep.list_models()``) and overrides of its ``Config`` (checked
+    against it: unknown keys and wrong types are ValueErrors)."""
+
+    name: str = "rotation"
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from dynrep.models.registry import model_class
+        config_from_dict(model_class(self.name).Config, self.config, what=f"model.config ({self.name!r} model)")
+        self.config = _plain(self.config)
+
+
+@dataclass
+class TrainerConfig:
+    """How long and where to train: ``steps`` optimiser steps in total (``time_limit`` seconds at most per
+    ``dynrep train`` / ``resume`` call), a checkpoint every ``checkpoint_every`` steps (and at the end),
+    ``threads`` torch CPU threads (None: torch's default), ``seed`` of the learner."""
+
+    steps: int = 1000
+    time_limit: float | None = None
+    checkpoint_every: int | None = None
+    device: str = "auto"
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from dynrep.checks import check_int
+        check_int("trainer.steps", self.steps, 0)
+        check_int("trainer.seed", self.seed, 0)
+        for name in ("checkpoint_every", "threads"):
+            if getattr(self, name) is not None:
+                check_int(f"trainer.{name}", getattr(self, name), 1)
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ValueError(f"trainer.time_limit must be > 0 seconds or null, got {self.time_limit!r}")
+
+
+@dataclass
+class EvalConfig:
+    """The evaluation at the end of a run: :meth:`RepresentationLearner.evaluate` with ``metrics`` (None:
+    the environment's defaults; ``[]``: model scores only), ``num_train`` / ``num_test`` points per metric
+    and per-metric ``options`` (``{"dci": {...}}``)."""
+
+    metrics: list[str] | None = None
+    num_train: int | None = None
+    num_test: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from dynrep.checks import check_int
+        from dynrep.metrics.compute import list_metrics, metric_options
+        for name in ("num_train", "num_test"):
+            if getattr(self, name) is not None:
+                check_int(f"evaluation.{name}", getattr(self, name), 1)
+        for where, names in (("evaluation.metrics", self.metrics or []), ("evaluation.options", self.options)):
+            unknown = sorted(set(names) - set(list_metrics()))
+            if unknown:
+                raise ValueError(f"{where}: unknown metric {unknown[0]!r}; metrics are {', '.join(list_metrics())}")
+        for metric, options in self.options.items():
+            allowed = metric_options(metric)
+            unknown = sorted(set(options) - set(allowed)) if isinstance(options, dict) else None
+            if unknown is None or unknown:
+                raise ValueError(f"evaluation.options.{metric} must map options of metric {metric!r} to values; "
+                                 f"{'got ' + repr(options) if unknown is None else 'it has no ' + repr(unknown[0])}"
+                                 f"; its options are {', '.join(allowed) or 'none'}")
+
+
+@dataclass
+class RunConfig:
+    """A whole run; every part has defaults (``RunConfig()`` is the GridWorld rotation model, 1000 steps)."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+
+
+_SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}
+
+
+def run_config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """The plain nested dict (lists, no tuples) of ``config``: what run.yaml holds."""
+    return config_to_dict(config)
+
+
+def run_config_from_dict(values: dict[str, Any]) -> RunConfig:
+    """Build a RunConfig from a nested dict (missing keys take their defaults); an unknown key or a wrong
+    type is a ValueError naming its dotted key and the allowed keys."""
+    if not isinstance(values, dict):
+        raise ValueError(f"a run config must be a mapping of {sorted(_SECTIONS)}, got {values!r}")
+    unknown = sorted(set(values) - set(_SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown run config key {unknown[0]!r}; allowed: {', '.join(_SECTIONS)}")
+    parts = {}
+    for name, cls in _SECTIONS.items():
+        section = values.get(name, {})
+        if not isinstance(section, dict):
+            raise ValueError(f"run config key {name!r} must be a mapping, got {section!r}")
+        parts[name] = config_from_dict(cls, section, what=name)
+    return RunConfig(**parts)
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read a run config from a ``.json`` file or YAML (any other suffix); ``save_run_config`` then
+    ``load_run_config`` gives an equal object."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        values = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_Loader)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                         f"{' '.join(str(err).split())}") from None
+    return run_config_from_dict({} if values is None else values)
+
+
+def save_run_config(config: RunConfig, path: str | Path) -> Path:
+    """Write ``config`` as JSON (``.json``) or YAML (any other suffix), atomically; returns the path."""
+    path = Path(path)
+    values = run_config_to_dict(config)
+    text = json.dumps(values, indent=2) + "\n" if path.suffix == ".json" else \
+        yaml.safe_dump(values, sort_keys=False, default_flow_style=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"model.config.beta=4"`` -> ``(["model", "config", "beta"], 4)``; the value is a YAML scalar or list
+    (``[8,8]``, ``null``, ``1e-3``, bare words are strings)."""
+    key, sep, raw = text.partition("=")
+    parts = key.split(".")
+    if not sep or not all(parts) or any(c.isspace() for c in key):
+        raise ValueError(f"override {text!r} is not KEY=VALUE with a dotted KEY (e.g. trainer.steps=2000)")
+    try:
+        value = yaml.load(raw, Loader=_Loader)
+    except yaml.YAMLError as err:
+        reason = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ValueError(f"override {key}: value {raw!r} is not a YAML value ({reason})") from None
+    return parts, value
+
+
+def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
+    """A new RunConfig: ``config`` with each ``"dotted.key=value"`` of ``overrides`` set, in order.
+
+    Keys are the dataclass fields (``trainer.steps``), the model's ``Config`` fields (``model.config.beta``)
+    and the environment's constructor arguments (``env.args.size``). An unknown key or a wrong type is a
+    ValueError naming the dotted key, the bad value and the allowed keys (or type).
+    """
+    values = run_config_to_dict(config)
+    for text in overrides:
+        parts, value = parse_override(text)
+        dotted = ".".join(parts)
+        node, allowed, where = values, list(_SECTIONS), "a run config"
+        for depth, part in enumerate(parts):
+            if part not in allowed:
+                raise ValueError(f"unknown key {dotted!r} in override {text!r}: {where} has no {part!r}; allowed: "
+                                 f"{', '.join(allowed)}")
+            if depth == len(parts) - 1:
+                break
+            prefix = ".".join(parts[:depth + 1])
+            if not isinstance(node.setdefault(part, {}), dict):  # free-form mappings start empty
+                raise ValueError(f"unknown key {dotted!r} in override {text!r}: {prefix} is a value, not a section")
+            node, where = node[part], prefix
+            allowed = _allowed(values, prefix, node)
+        previous = node.get(parts[-1])
+        node[parts[-1]] = value
+        if dotted in ("model.name", "env.name") and value != previous:  # the old settings were for the old one
+            values[parts[0]]["config" if parts[0] == "model" else "args"] = {}
+        try:
+            _check_section(values, parts[0])
+        except (ValueError, KeyError) as err:  # KeyError: an unknown model or environment name
+            reason = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise ValueError(f"override {dotted}={value!r}: {reason}") from None
+    return run_config_from_dict(values)  # now with every override: an environment's required arguments
+
+
+def _check_section(values: dict[str, Any], section: str) -> None:
+    """Validate one section of a run config dict; an environment's required arguments may still be missing
+    (a later override can give them)."""
+    if section == "env":
+        if not isinstance(values["env"]["name"], str):
+            raise ValueError(f"env option name must be of type str, got {values['env']['name']!r}")
+        env_arguments(values["env"]["name"], values["env"]["args"], required=False)
+    else:
+        config_from_dict(_SECTIONS[section], values[section], what=section)
+
+
+def _allowed(values: dict[str, Any], prefix: str, node: dict[str, Any]) -> list[str]:
+    """The keys an override may set under ``prefix``: free-form mappings take the keys their owner accepts."""
+    if prefix == "model.config":
+        from dynrep.models.registry import model_class
+        return [f.name for f in dataclasses.fields(model_class(values["model"]["name"]).Config)]
+    if prefix == "env.args":
+        from dynrep.envs.registry import env_class
+        params = inspect.signature(env_class(values["env"]["name"])).parameters.values()
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if prefix == "evaluation.options":
+        from dynrep.metrics.compute import list_metrics
+        return list_metrics()
+    if prefix.startswith("evaluation.options."):
+        from dynrep.metrics.compute import metric_options
+        return metric_options(prefix.split(".")[2])
+    return [f.name for f in dataclasses.fields(_SECTIONS[prefix]())]
+
+
+def build_learner(config: RunConfig):
+    """A fresh :class:`~dynrep.RepresentationLearner` for ``config`` (sets torch's CPU threads if
+    ``trainer.threads`` is given)."""
+    import torch
+
+    from dynrep.envs.registry import make_env
+    from dynrep.learner import RepresentationLearner
+    if config.trainer.threads is not None:
+        torch.set_num_threads(config.trainer.threads)
+    env = make_env(config.env.name, **config.env.args)
+    return RepresentationLearner(env, config.model.name, seed=config.trainer.seed, device=config.trainer.device,
+                                 **config.model.config)
+
+
+def resolved(config: RunConfig, learner) -> RunConfig:
+    """``config`` with every environment argument and model setting spelled out, as ``learner`` (built from
+    it) uses them: what run.yaml records."""
+    return dataclasses.replace(config, env=EnvConfig(config.env.name, learner.env.get_config()),
+                               model=ModelConfig(config.model.name, config_to_dict(learner.model.config)))
+
+
+def _train_and_evaluate(learner, config: RunConfig, out: Path, steps: int, *, progress: bool,
+                        overwrite: bool) -> dict[str, float]:
+    learner.train(steps, time_limit=config.trainer.time_limit, progress=progress,
+                  checkpoint_dir=out / CHECKPOINT_DIR, checkpoint_every=config.trainer.checkpoint_every,
+                  overwrite=overwrite)
+    ev = config.evaluation
+    scores = learner.evaluate(ev.metrics, num_train=ev.num_train, num_test=ev.num_test, options=ev.options or None)
+    (out / SCORES_FILE).write_text(json.dumps({"step": learner.step, "scores": scores}, indent=2) + "\n")
+    return scores
+
+
+def _check_run_folder(out: Path) -> None:
+    """CheckpointError unless ``out`` is new, empty or a run folder (its files and their helpers alone)."""
+    from dynrep.training.checkpoint import CheckpointError
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out} is a file, not a run folder; choose a directory path")
+    ours = (RUN_FILE, CHECKPOINT_DIR, SCORES_FILE)
+    stray = sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(
+        tuple(f".{name}." for name in ours))) if out.is_dir() else []
+    if stray:
+        raise CheckpointError(f"{out} holds files that are not a dynrep run folder ({', '.join(stray[:5])}); "
+                              "refusing to write into it: choose a new or empty directory")
+
+
+def run(config: RunConfig, out_dir: str | Path, *, progress: bool = False, overwrite: bool = False):
+    """Train and evaluate ``config`` in run folder ``out_dir``; returns ``(learner, scores)``.
+
+    Writes the resolved config to ``out_dir/run.yaml`` before the first step, checkpoints into
+    ``out_dir/checkpoint`` (refused if it holds another run's checkpoint, unless ``overwrite``) and the
+    final scores to ``out_dir/scores.json`` (``{"step": ..., "scores": {...}}``). ``out_dir`` must be new, empty
+    or a run folder: anything else is a :class:`~dynrep.training.CheckpointError` before any file is written.
+    """
+    from dynrep.training.checkpoint import check_destination
+    out = Path(out_dir)
+    learner = build_learner(config)
+    _check_run_folder(out)
+    check_destination(out / CHECKPOINT_DIR, run_id=learner.run_id, overwrite=overwrite)  # before run.yaml
+    (out / SCORES_FILE).unlink(missing_ok=True)  # an earlier run's scores must not pass for this run's
+    save_run_config(resolved(config, learner), out / RUN_FILE)
+    return learner, _train_and_evaluate(learner, config, out, config.trainer.steps, progress=progress,
+                                        overwrite=overwrite)
+
+
+def resume(run_dir: str | Path, steps: int | None = None, *, progress: bool = False):
+    """Continue the run in ``run_dir`` from its checkpoint: up to run.yaml's ``trainer.steps`` in total, or
+    ``steps`` more (then run.yaml's ``trainer.steps`` becomes the new total); returns ``(learner, scores)``.
+
+    A missing run.yaml or checkpoint is a :class:`~dynrep.training.CheckpointError`; nothing left to do is a
+    ValueError. A run resumed after a kill ends bitwise equal to an uninterrupted run (CPU, same threads).
+    """
+    from dynrep.checks import check_int
+    from dynrep.learner import RepresentationLearner
+    from dynrep.training.checkpoint import CheckpointError
+    out = Path(run_dir)
+    if not (out / RUN_FILE).is_file():
+        raise CheckpointError(f"{out} is not a run folder: it has no {RUN_FILE} (run folders are written by "
+                              "`dynrep train RUN.yaml --out DIR`)")
+    config = load_run_config(out / RUN_FILE)
+    if config.trainer.threads is not None:
+        import torch
+        torch.set_num_threads(config.trainer.threads)
+    learner = RepresentationLearner.load(out / CHECKPOINT_DIR, device=config.trainer.device)
+    if steps is None:
+        remaining = config.trainer.steps - learner.step
+        if remaining <= 0:
+            raise ValueError(f"nothing left to do: run {out} is at step {learner.step} of trainer.steps="
+                             f"{config.trainer.steps}; pass --steps N to train N more steps")
+    else:
+        remaining = check_int("--steps", steps, 1)
+        config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer,
+                                                                         steps=learner.step + remaining))
+        save_run_config(config, out / RUN_FILE)
+    return learner, _train_and_evaluate(learner, config, out, remaining, progress=progress, overwrite=False)
