@@ -7,6 +7,7 @@ runs (:func:`run`) into a run folder::
     RUN_DIR/run.yaml      the resolved config (every model and environment setting), written before training
     RUN_DIR/checkpoint/   the learner's checkpoint (config.json + state.pt)
     RUN_DIR/scores.json   the evaluation at the end
+    RUN_DIR/checkpoint.metrics.jsonl   the logged loss terms (:mod:`dynrep.training.logging`)
 
 ``dynrep train RUN_DIR/run.yaml --out NEW_DIR`` re-runs a run; :func:`resume` continues it.
 """
@@ -28,6 +29,10 @@ from dynrep.config import config_from_dict, config_to_dict
 
 RUN_FILE, CHECKPOINT_DIR, SCORES_FILE = "run.yaml", "checkpoint", "scores.json"
 
+
+__all__ = ["EnvConfig", "EvalConfig", "ModelConfig", "RunConfig", "TrainerConfig", "apply_overrides", "build_learner",
+           "env_arguments", "load_run_config", "parse_override", "resolved", "resume", "run", "run_config_from_dict",
+           "run_config_to_dict", "save_run_config"]
 
 class _Loader(yaml.SafeLoader):
     """YAML 1.2 numbers: PyYAML's YAML 1.1 resolver reads ``1e-3`` (no dot) as a string."""
@@ -327,7 +332,8 @@ def _check_run_folder(out: Path) -> None:
     from dynrep.training.checkpoint import CheckpointError
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"{out} is a file, not a run folder; choose a directory path")
-    ours = (RUN_FILE, CHECKPOINT_DIR, SCORES_FILE)
+    from dynrep.training.logging import metrics_path
+    ours = (RUN_FILE, CHECKPOINT_DIR, SCORES_FILE, metrics_path(out / CHECKPOINT_DIR).name)
     stray = sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(
         tuple(f".{name}." for name in ours))) if out.is_dir() else []
     if stray:
