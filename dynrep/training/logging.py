@@ -183,10 +183,6 @@ class TensorBoardLogger(_Cadence):
         self.writer.add_scalar("perf/steps_per_s", steps_per_s, trainer.step)
         self.writer.flush()
 
-    def on_train_end(self, trainer, reason: str) -> None:
-        super().on_train_end(trainer, reason)
-        self.writer.close()  # flushed and closed; the next train call opens a new writer
-
     def on_step_end(self, trainer, logs: dict[str, float]) -> None:
         super().on_step_end(trainer, logs)
         if self.episodes is not None and trainer.step % self.images_every == 0:
