@@ -55,7 +55,8 @@ def _print_scores(scores: dict[str, float]) -> None:
 
 #: ``dynrep train`` flags that, given with a config file, override its dotted keys.
 _FLAG_KEYS = {"env": "env.name", "model": "model.name", "steps": "trainer.steps", "time_limit": "trainer.time_limit",
-              "checkpoint_every": "trainer.checkpoint_every", "device": "trainer.device", "seed": "trainer.seed"}
+              "checkpoint_every": "trainer.checkpoint_every", "device": "trainer.device", "seed": "trainer.seed",
+              "logger": "trainer.logger"}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -73,8 +74,10 @@ def _train(args: argparse.Namespace) -> int:
     env = make_env(env_name, **_env_args(env_name, args.env_arg))
     learner = RepresentationLearner(env, args.model or "rotation", seed=0 if args.seed is None else args.seed,
                                     device=args.device or "auto", **_key_values(args.set, "--set"))
+    from dynrep.training.logging import loggers
     learner.train(args.steps, time_limit=args.time_limit, progress=not args.quiet, checkpoint_dir=args.out,
-                  checkpoint_every=args.checkpoint_every, overwrite=args.overwrite)
+                  checkpoint_every=args.checkpoint_every, overwrite=args.overwrite,
+                  callbacks=loggers(args.logger, f"{args.out}.tensorboard"))
     print(f"trained {learner.step} steps; checkpoint in {args.out}")
     return 0
 
@@ -195,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=None, help="wall-clock budget in seconds")
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace a checkpoint of another run in --out")
+    p.add_argument("--logger", choices=["tensorboard"], default=None,
+                   help="also log to tensorboard (OUT.tensorboard; with a run config RUN/tensorboard); the loss "
+                        "terms always go to a metrics.jsonl beside the checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="environment argument")
     common(p, training=True)

@@ -8,6 +8,7 @@ runs (:func:`run`) into a run folder::
     RUN_DIR/checkpoint/   the learner's checkpoint (config.json + state.pt)
     RUN_DIR/scores.json   the evaluation at the end
     RUN_DIR/checkpoint.metrics.jsonl   the logged loss terms (:mod:`dynrep.training.logging`)
+    RUN_DIR/tensorboard/  with ``trainer.logger: tensorboard``, tensorboard's event files
 
 ``dynrep train RUN_DIR/run.yaml --out NEW_DIR`` re-runs a run; :func:`resume` continues it.
 """
@@ -27,7 +28,9 @@ import yaml
 
 from dynrep.config import config_from_dict, config_to_dict
 
-RUN_FILE, CHECKPOINT_DIR, SCORES_FILE = "run.yaml", "checkpoint", "scores.json"
+RUN_FILE, CHECKPOINT_DIR, SCORES_FILE, TENSORBOARD_DIR = "run.yaml", "checkpoint", "scores.json", "tensorboard"
+#: ``trainer.logger`` values: the jsonl alone (None) or tensorboard too.
+LOGGERS = (None, "tensorboard")
 
 
 __all__ = ["EnvConfig", "EvalConfig", "ModelConfig", "RunConfig", "TrainerConfig", "apply_overrides", "build_learner",
@@ -100,7 +103,9 @@ class ModelConfig:
 class TrainerConfig:
     """How long and where to train: ``steps`` optimiser steps in total (``time_limit`` seconds at most per
     ``dynrep train`` / ``resume`` call), a checkpoint every ``checkpoint_every`` steps (and at the end),
-    ``threads`` torch CPU threads (None: torch's default), ``seed`` of the learner."""
+    ``threads`` torch CPU threads (None: torch's default), ``seed`` of the learner; the loss terms of every
+    ``log_every``-th step go to ``checkpoint.metrics.jsonl`` and, with ``logger: tensorboard``, to tensorboard
+    event files in ``RUN_DIR/tensorboard`` (:mod:`dynrep.training.logging`)."""
 
     steps: int = 1000
     time_limit: float | None = None
@@ -108,11 +113,16 @@ class TrainerConfig:
     device: str = "auto"
     threads: int | None = None
     seed: int = 0
+    log_every: int = 10
+    logger: str | None = None
 
     def __post_init__(self) -> None:
         from dynrep.checks import check_int
         check_int("trainer.steps", self.steps, 0)
         check_int("trainer.seed", self.seed, 0)
+        check_int("trainer.log_every", self.log_every, 1)
+        if self.logger not in LOGGERS:
+            raise ValueError(f"trainer.logger must be one of {LOGGERS}, got {self.logger!r}")
         for name in ("checkpoint_every", "threads"):
             if getattr(self, name) is not None:
                 check_int(f"trainer.{name}", getattr(self, name), 1)
@@ -318,9 +328,11 @@ def resolved(config: RunConfig, learner) -> RunConfig:
 
 def _train_and_evaluate(learner, config: RunConfig, out: Path, steps: int, *, progress: bool,
                         overwrite: bool) -> dict[str, float]:
-    learner.train(steps, time_limit=config.trainer.time_limit, progress=progress,
-                  checkpoint_dir=out / CHECKPOINT_DIR, checkpoint_every=config.trainer.checkpoint_every,
-                  overwrite=overwrite)
+    from dynrep.training.logging import loggers
+    trainer = config.trainer
+    learner.train(steps, time_limit=trainer.time_limit, progress=progress, checkpoint_dir=out / CHECKPOINT_DIR,
+                  checkpoint_every=trainer.checkpoint_every, overwrite=overwrite, log_every=trainer.log_every,
+                  callbacks=loggers(trainer.logger, out / TENSORBOARD_DIR, trainer.log_every))
     ev = config.evaluation
     scores = learner.evaluate(ev.metrics, num_train=ev.num_train, num_test=ev.num_test, options=ev.options or None)
     (out / SCORES_FILE).write_text(json.dumps({"step": learner.step, "scores": scores}, indent=2) + "\n")
@@ -333,7 +345,7 @@ def _check_run_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"{out} is a file, not a run folder; choose a directory path")
     from dynrep.training.logging import metrics_path
-    ours = (RUN_FILE, CHECKPOINT_DIR, SCORES_FILE, metrics_path(out / CHECKPOINT_DIR).name)
+    ours = (RUN_FILE, CHECKPOINT_DIR, SCORES_FILE, TENSORBOARD_DIR, metrics_path(out / CHECKPOINT_DIR).name)
     stray = sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(
         tuple(f".{name}." for name in ours))) if out.is_dir() else []
     if stray:

@@ -168,3 +168,42 @@ def test_missing_tensorboard_names_the_extra(monkeypatch, tmp_path):
 def test_every_is_checked(tmp_path):
     with pytest.raises(ValueError, match="every"):
         JsonlLogger(tmp_path / "m.jsonl", every=0)
+
+
+TINY_CLI = ["--quiet", "--device", "cpu", "--set", "channels=[4,8]", "--set", "hidden=32", "--set", "batch_size=2",
+            "--set", "episode_length=2", "--env-arg", "size=3", "--env-arg", "image_size=16"]
+
+
+def loss_steps(log_dir: Path) -> list[int]:
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = event_accumulator.EventAccumulator(str(log_dir))
+    events.Reload()
+    return [e.step for e in events.Scalars("loss/loss")]
+
+
+def test_cli_logger_tensorboard_beside_a_checkpoint(tmp_path, one_thread):
+    from dynrep import cli
+    out = tmp_path / "gw"
+    assert cli.main(["train", "--steps", "20", "--out", str(out), "--logger", "tensorboard", *TINY_CLI]) == 0
+    assert loss_steps(tmp_path / "gw.tensorboard") == [10, 20]
+    assert [r["step"] for r in read_jsonl(metrics_path(out))] == [10, 20]
+
+
+def test_run_config_logger_tensorboard_in_the_run_folder(tmp_path, one_thread):
+    from dynrep import cli
+    from dynrep.runs import RunConfig, save_run_config
+    config = tmp_path / "run.yaml"
+    save_run_config(RunConfig(), config)
+    overrides = ["trainer.steps=6", "trainer.log_every=3", "trainer.device=cpu", "model.config.latent_dim=4",
+                 "model.config.channels=[4,8]", "model.config.hidden=32", "model.config.batch_size=2",
+                 "model.config.episode_length=2", "env.args.size=3", "env.args.image_size=16", "evaluation.metrics=[]"]
+    assert cli.main(["train", str(config), *overrides, "--logger", "tensorboard", "--out", str(tmp_path / "r"),
+                     "--quiet"]) == 0
+    assert loss_steps(tmp_path / "r" / "tensorboard") == [3, 6]
+    assert "logger: tensorboard" in (tmp_path / "r" / "run.yaml").read_text()
+
+
+def test_a_bad_logger_is_named(tmp_path):
+    from dynrep.runs import RunConfig, apply_overrides
+    with pytest.raises(ValueError, match=r"trainer.logger must be one of \(None, 'tensorboard'\), got 'wandb'"):
+        apply_overrides(RunConfig(), ["trainer.logger=wandb"])

@@ -203,3 +203,13 @@ class TensorBoardLogger(_Cadence):
     def on_train_end(self, trainer, reason: str) -> None:
         super().on_train_end(trainer, reason)
         self.writer.close()
+
+
+def loggers(name: str | None, log_dir: str | Path, every: int = 10) -> list[Callback]:
+    """The callbacks of logger ``name`` beyond the default jsonl: ``[]`` for None, ``[TensorBoardLogger(log_dir,
+    every)]`` for ``"tensorboard"`` (what ``--logger`` and a run config's ``trainer.logger`` choose)."""
+    if name is None:
+        return []
+    if name == "tensorboard":
+        return [TensorBoardLogger(log_dir, every=every)]
+    raise ValueError(f"logger must be None or 'tensorboard', got {name!r}")
