@@ -32,10 +32,10 @@ RUN_FILE, CHECKPOINT_DIR, SCORES_FILE, TENSORBOARD_DIR = "run.yaml", "checkpoint
 #: ``trainer.logger`` values: the jsonl alone (None) or tensorboard too.
 LOGGERS = (None, "tensorboard")
 
-
 __all__ = ["EnvConfig", "EvalConfig", "ModelConfig", "RunConfig", "TrainerConfig", "apply_overrides", "build_learner",
            "env_arguments", "load_run_config", "parse_override", "resolved", "resume", "run", "run_config_from_dict",
            "run_config_to_dict", "save_run_config"]
+
 
 class _Loader(yaml.SafeLoader):
     """YAML 1.2 numbers: PyYAML's YAML 1.1 resolver reads ``1e-3`` (no dot) as a string."""
