@@ -53,6 +53,8 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.history: dict[str, list[float]] = {}
+        #: The callbacks of the current (or last) ``fit``, NaNGuard first: who hears ``on_evaluation``.
+        self.callbacks: list[Callback] = []
 
     def sample_batch(self):
         c = self.model.config
@@ -71,7 +73,7 @@ class Trainer:
         """
         steps = check_int("steps", steps, 0)
         time_limit = check_seconds("time_limit", time_limit)
-        callbacks = [NaNGuard(), *callbacks]
+        callbacks = self.callbacks = [NaNGuard(), *callbacks]
         for cb in callbacks:
             cb.on_train_begin(self, steps)
         with StopSignals() as stop:
