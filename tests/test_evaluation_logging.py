@@ -162,6 +162,11 @@ def test_the_traversal_image_is_the_traversal_gifs_frames(tmp_path, one_thread):
     expected = traversal_grid(frames, labels)  # the last image is of the trained model
     # 16-pixel frames are drawn at 64 as in the GIF, with a 2-pixel gap, under two text lines
     assert expected.shape == (2 * 12 + 5 * 66 + 2, len(labels) * 66 + 2, 3)
+    for f in range(5):  # frame f of traversal r, drawn 4x, at row f, column r, below the text lines
+        for r in range(len(labels)):
+            top, left = 2 * 12 + 2 + f * 66, 2 + r * 66
+            np.testing.assert_array_equal(expected[top:top + 64, left:left + 64],
+                                          frames[r, f].repeat(4, axis=0).repeat(4, axis=1))
     from PIL import Image
     logged = np.asarray(Image.open(io.BytesIO(images[-1].encoded_image_string)).convert("RGB"))
     np.testing.assert_array_equal(logged, expected)
@@ -213,6 +218,27 @@ TINY_RUN = ["trainer.steps=6", "trainer.log_every=3", "trainer.device=cpu", "mod
             "model.config.channels=[4,8]", "model.config.hidden=32", "model.config.batch_size=2",
             "model.config.episode_length=2", "env.args.size=3", "env.args.image_size=16",
             "evaluation.metrics=[mig]", "evaluation.num_train=60", "evaluation.num_test=30"]
+
+
+def test_a_run_evaluates_its_last_step_once(tmp_path, monkeypatch, one_thread):
+    from dynrep.runs import RunConfig, apply_overrides, run
+    calls = []
+    evaluate = RepresentationLearner.evaluate
+
+    def counted(self, *args, **kwargs):
+        calls.append(self.step)
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(RepresentationLearner, "evaluate", counted)
+    config = apply_overrides(RunConfig(), [*TINY_RUN, "trainer.eval_every=4"])
+    _, scores = run(config, tmp_path / "r")
+    assert calls == [4, 6]
+    logged = evaluations(tmp_path / "r" / "checkpoint.metrics.jsonl")
+    assert [step for step, _ in logged] == [4, 6] and logged[-1][1] == scores
+    calls.clear()
+    run(apply_overrides(config, ["trainer.eval_every=null"]), tmp_path / "plain")
+    assert calls == [6]
+    assert evaluations(tmp_path / "plain" / "checkpoint.metrics.jsonl") == []
 
 
 def wandb_records(run_dir: Path) -> list[dict]:
