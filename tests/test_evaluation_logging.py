@@ -241,6 +241,31 @@ def test_a_run_evaluates_its_last_step_once(tmp_path, monkeypatch, one_thread):
     assert evaluations(tmp_path / "plain" / "checkpoint.metrics.jsonl") == []
 
 
+TINY_FLAGS = ["--quiet", "--device", "cpu", "--set", "channels=[4,8]", "--set", "hidden=32", "--set", "batch_size=2",
+              "--set", "episode_length=2", "--env-arg", "size=3", "--env-arg", "image_size=16"]
+
+
+def test_cli_flags_eval_every_and_both_loggers(tmp_path, monkeypatch, one_thread):
+    pytest.importorskip("wandb")
+    from dynrep import cli
+    for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    evaluate = RepresentationLearner.evaluate
+    # the flags' evaluation is `dynrep evaluate`'s (all default metrics at full size): made small here
+    monkeypatch.setattr(RepresentationLearner, "evaluate", lambda self: evaluate(self, metrics=[]))
+    out = tmp_path / "runs" / "gw"
+    assert cli.main(["train", "--steps", "5", "--out", str(out), "--eval-every", "2", "--logger",
+                     "tensorboard,wandb", *TINY_FLAGS]) == 0
+    assert [step for step, _ in evaluations(metrics_path(out))] == [2, 4, 5]
+    assert [e.step for e in accumulator(tmp_path / "runs" / "gw.tensorboard").Scalars("eval/reconstruction_error")] \
+        == [2, 4, 5]
+    (run_dir,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")  # wandb's own folder beside the checkpoint
+    records = wandb_records(run_dir)
+    assert [r["run"]["display_name"] for r in records if r["type"] == "run"] == ["gw"]
+
+
 def wandb_records(run_dir: Path) -> list[dict]:
     """The records of an offline wandb run, read back with wandb's own reader (``wandb leet inspect``)."""
     wandb_cli = Path(sys.executable).with_name("wandb")
