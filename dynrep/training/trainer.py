@@ -53,7 +53,7 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.history: dict[str, list[float]] = {}
-        #: The callbacks of the current (or last) ``fit``, NaNGuard first: who hears ``on_evaluation``.
+        #: The callbacks of the running (or last) ``fit``'s steps, NaNGuard first: who hears ``on_evaluation``.
         self.callbacks: list[Callback] = []
 
     def sample_batch(self):
@@ -73,7 +73,7 @@ class Trainer:
         """
         steps = check_int("steps", steps, 0)
         time_limit = check_seconds("time_limit", time_limit)
-        callbacks = self.callbacks = [NaNGuard(), *callbacks]
+        callbacks = [NaNGuard(), *callbacks]
         for cb in callbacks:
             cb.on_train_begin(self, steps)
         with StopSignals() as stop:
@@ -90,6 +90,7 @@ class Trainer:
 
     def _run(self, steps: int, time_limit: float | None, callbacks: list[Callback], stop: StopSignals) -> str:
         """The steps; returns why they ended."""
+        self.callbacks = callbacks
         start = time.monotonic()
         self.model.train()
         for _ in range(steps):
