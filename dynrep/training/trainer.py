@@ -49,12 +49,12 @@ class Trainer:
         self.optimizer = torch.optim.Adam(groups, fused=device.type in ("cpu", "cuda"))
         # The schedule's base rates come from the config, not the optimiser state: a pure function of the step.
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        #: The callbacks of the running (or last) ``fit``'s steps, NaNGuard first: who hears ``on_evaluation``.
+        self.callbacks: list[Callback] = []
         self.step = 0
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.history: dict[str, list[float]] = {}
-        #: The callbacks of the running (or last) ``fit``'s steps, NaNGuard first: who hears ``on_evaluation``.
-        self.callbacks: list[Callback] = []
 
     def sample_batch(self):
         c = self.model.config
