@@ -20,13 +20,14 @@ import json
 import os
 import re
 import tempfile
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 
-from dynrep.config import config_from_dict, config_to_dict
+from dynrep.config import config_from_dict, config_to_dict, fits_type
 
 RUN_FILE, CHECKPOINT_DIR, SCORES_FILE, TENSORBOARD_DIR = "run.yaml", "checkpoint", "scores.json", "tensorboard"
 #: ``trainer.logger`` values: the jsonl alone (None) or tensorboard too.
@@ -71,6 +72,20 @@ def env_arguments(name: str, args: dict[str, Any], prefix: str = "env.args.", re
     missing = [n for n in names if params[n].default is inspect.Parameter.empty and n not in args]
     if missing and required:
         raise ValueError(f"environment {name!r} needs {prefix}{missing[0]}=VALUE")
+    try:
+        hints = typing.get_type_hints(env_class(name).__init__)
+    except (NameError, TypeError):  # an annotation that cannot be resolved here: the constructor checks alone
+        hints = {}
+    for key, value in args.items():
+        if key in hints and not fits_type(value, hints[key]):
+            raise ValueError(f"{prefix}{key} must be of type {_type_name(hints[key])} for environment {name!r}, "
+                             f"got {value!r}")
+
+
+def _type_name(hint: Any) -> str:
+    """``int | None`` for ``typing.Optional[int]``, ``Sequence[int]`` for ``typing.Sequence[int]``."""
+    return str(hint).replace("typing.", "").replace("collections.abc.", "").replace("NoneType", "None") \
+        if not isinstance(hint, type) else hint.__name__
 
 
 @dataclass
@@ -199,6 +214,9 @@ def load_run_config(path: str | Path) -> RunConfig:
     """Read a run config from a ``.json`` file or YAML (any other suffix); ``save_run_config`` then
     ``load_run_config`` gives an equal object."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"run config {str(path)!r} {'is a directory' if path.is_dir() else 'does not exist'}: give "
+                         "a YAML or .json run config file (a run folder's run.yaml re-runs it)")
     text = path.read_text()
     try:
         values = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_Loader)
