@@ -56,7 +56,7 @@ def _print_scores(scores: dict[str, float]) -> None:
 #: ``dynrep train`` flags that, given with a config file, override its dotted keys.
 _FLAG_KEYS = {"env": "env.name", "model": "model.name", "steps": "trainer.steps", "time_limit": "trainer.time_limit",
               "checkpoint_every": "trainer.checkpoint_every", "device": "trainer.device", "seed": "trainer.seed",
-              "logger": "trainer.logger"}
+              "logger": "trainer.logger", "safetensors": "trainer.safetensors"}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -76,7 +76,7 @@ def _train(args: argparse.Namespace) -> int:
                                     device=args.device or "auto", **_key_values(args.set, "--set"))
     from dynrep.training.logging import loggers
     learner.train(args.steps, time_limit=args.time_limit, progress=not args.quiet, checkpoint_dir=args.out,
-                  checkpoint_every=args.checkpoint_every, overwrite=args.overwrite,
+                  checkpoint_every=args.checkpoint_every, overwrite=args.overwrite, safetensors=bool(args.safetensors),
                   callbacks=loggers(args.logger, f"{args.out}.tensorboard"))
     print(f"trained {learner.step} steps; checkpoint in {args.out}")
     return 0
@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logger", choices=["tensorboard"], default=None,
                    help="also log to tensorboard (OUT.tensorboard; with a run config RUN/tensorboard); the loss "
                         "terms always go to a metrics.jsonl beside the checkpoint")
+    p.add_argument("--safetensors", action="store_true", default=None,
+                   help="also store the weights as model.safetensors in the checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="environment argument")
     common(p, training=True)

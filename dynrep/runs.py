@@ -120,7 +120,8 @@ class TrainerConfig:
     ``dynrep train`` / ``resume`` call), a checkpoint every ``checkpoint_every`` steps (and at the end),
     ``threads`` torch CPU threads (None: torch's default), ``seed`` of the learner; the loss terms of every
     ``log_every``-th step go to ``checkpoint.metrics.jsonl`` and, with ``logger: tensorboard``, to tensorboard
-    event files in ``RUN_DIR/tensorboard`` (:mod:`dynrep.training.logging`)."""
+    event files in ``RUN_DIR/tensorboard`` (:mod:`dynrep.training.logging`); with ``safetensors`` the checkpoint
+    also holds the weights as ``model.safetensors``."""
 
     steps: int = 1000
     time_limit: float | None = None
@@ -130,6 +131,7 @@ class TrainerConfig:
     seed: int = 0
     log_every: int = 10
     logger: str | None = None
+    safetensors: bool = False
 
     def __post_init__(self) -> None:
         from dynrep.checks import check_int
@@ -350,6 +352,7 @@ def _train_and_evaluate(learner, config: RunConfig, out: Path, steps: int, *, pr
     trainer = config.trainer
     learner.train(steps, time_limit=trainer.time_limit, progress=progress, checkpoint_dir=out / CHECKPOINT_DIR,
                   checkpoint_every=trainer.checkpoint_every, overwrite=overwrite, log_every=trainer.log_every,
+                  safetensors=trainer.safetensors,
                   callbacks=loggers(trainer.logger, out / TENSORBOARD_DIR, trainer.log_every))
     ev = config.evaluation
     scores = learner.evaluate(ev.metrics, num_train=ev.num_train, num_test=ev.num_test, options=ev.options or None)

@@ -274,3 +274,12 @@ def test_overwrite_replaces_another_run_and_its_scores(tmp_path, one_thread, cap
     run(tiny_config(steps=3), tmp_path / "r", overwrite=True)
     assert json.loads((tmp_path / "r" / "scores.json").read_text())["step"] == 3
     assert checkpoint_of(tmp_path / "r")[1].step == 3
+
+
+def test_trainer_safetensors_in_run_configs_and_the_flag(tmp_path, one_thread, capsys):
+    run(apply_overrides(tiny_config(), ["trainer.safetensors=true"]), tmp_path / "a")
+    assert (tmp_path / "a" / "checkpoint" / "model.safetensors").is_file()
+    assert load_run_config(tmp_path / "a" / "run.yaml").trainer.safetensors is True
+    assert cli.main(["train", "--steps", "1", "--out", str(tmp_path / "b"), "--safetensors", "--quiet",
+                 "--set", "channels=[4]", "--env-arg", "size=3", "--env-arg", "image_size=16"]) == 0
+    assert (tmp_path / "b" / "model.safetensors").is_file()
