@@ -56,7 +56,7 @@ def _print_scores(scores: dict[str, float]) -> None:
 #: ``dynrep train`` flags that, given with a config file, override its dotted keys.
 _FLAG_KEYS = {"env": "env.name", "model": "model.name", "steps": "trainer.steps", "time_limit": "trainer.time_limit",
               "checkpoint_every": "trainer.checkpoint_every", "device": "trainer.device", "seed": "trainer.seed",
-              "logger": "trainer.logger", "eval_every": "trainer.eval_every"}
+              "logger": "trainer.logger", "eval_every": "trainer.eval_every", "safetensors": "trainer.safetensors"}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -83,7 +83,8 @@ def _train(args: argparse.Namespace) -> int:
     periodic = [] if args.eval_every is None else [PeriodicEvaluation(learner.evaluate, args.eval_every)]
     callbacks = loggers(args.logger, {"tensorboard": f"{out}.tensorboard", "wandb": out.parent}, run_name=out.name)
     learner.train(args.steps, time_limit=args.time_limit, progress=not args.quiet, checkpoint_dir=args.out,
-                  checkpoint_every=args.checkpoint_every, overwrite=args.overwrite, callbacks=[*periodic, *callbacks])
+                  checkpoint_every=args.checkpoint_every, overwrite=args.overwrite, safetensors=bool(args.safetensors),
+                  callbacks=[*periodic, *callbacks])
     print(f"trained {learner.step} steps; checkpoint in {args.out}")
     return 0
 
@@ -221,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=None, metavar="N",
                    help="evaluate every N steps and at the end, logging the scores (with a run config: its "
                         "evaluation section; without: dynrep evaluate's defaults)")
+    p.add_argument("--safetensors", action="store_true", default=None,
+                   help="also store the weights as model.safetensors in the checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="environment argument")
     common(p, training=True)

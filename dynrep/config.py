@@ -31,7 +31,7 @@ def config_from_dict(cls: type[T], values: dict[str, Any], what: str = "config")
         hints = {}
     converted = {}
     for name, value in values.items():
-        if name in hints and not _matches(value, hints[name]):
+        if name in hints and not fits_type(value, hints[name]):
             raise ValueError(f"{what} option {name} must be of type {fields[name].type}, got {value!r}")
         default = fields[name].default
         if isinstance(default, tuple) and isinstance(value, list):
@@ -40,12 +40,12 @@ def config_from_dict(cls: type[T], values: dict[str, Any], what: str = "config")
     return cls(**converted)
 
 
-def _matches(value: Any, hint: Any) -> bool:
+def fits_type(value: Any, hint: Any) -> bool:
     """Whether ``value`` (from Python or JSON: lists for tuples, ints for floats) fits type ``hint``; types
     this does not know (Any, classes) match anything, leaving the finer checks to the dataclass."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in args)
+        return any(fits_type(value, arg) for arg in args)
     if origin is typing.Literal:
         return value in args
     if hint is type(None):
@@ -58,8 +58,8 @@ def _matches(value: Any, hint: Any) -> bool:
         if not isinstance(value, (tuple, list)):
             return False
         if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(value) == len(args) and all(map(_matches, value, args))
-        return not args or all(_matches(v, args[0]) for v in value)
+            return len(value) == len(args) and all(map(fits_type, value, args))
+        return not args or all(fits_type(v, args[0]) for v in value)
     if origin is dict or hint is dict:
         return isinstance(value, dict)
     return True

@@ -1,6 +1,7 @@
 """RepresentationLearner: one object that joins an environment, a model and a trainer."""
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ from dynrep.metrics.generalisation import generalisation_report
 from dynrep.metrics.graphs import permute_graph, shd
 from dynrep.models.registry import build_model
 from dynrep.training.callbacks import Callback, Checkpoint, NonFiniteLossError, ProgressBar
-from dynrep.training.checkpoint import CheckpointError, check_destination, load_checkpoint, save_checkpoint
+from dynrep.training.checkpoint import (CheckpointError, check_destination, load_checkpoint, require_safetensors,
+                                       safetensors_bytes, save_checkpoint)
 from dynrep.training.logging import JsonlLogger, metrics_path
 from dynrep.training.signals import TrainingInterrupted
 from dynrep.training.trainer import Trainer
@@ -129,7 +131,7 @@ class RepresentationLearner:
 
     def train(self, steps: int, *, time_limit: float | None = None, progress: bool = True,
               checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
-              overwrite: bool = False, log_every: int | None = 10,
+              overwrite: bool = False, log_every: int | None = 10, safetensors: bool = False,
               callbacks: Sequence[Callback] = ()) -> dict[str, list[float]]:
         """Run ``steps`` optimiser steps (or until ``time_limit`` seconds pass).
 
@@ -140,19 +142,25 @@ class RepresentationLearner:
         ``checkpoint_dir`` is checked before the first step (:func:`~dynrep.training.checkpoint.check_destination`):
         it may not hold other files or, unless ``overwrite``, another run's checkpoint. With ``checkpoint_dir``
         the loss terms, learning rates and steps/s of every ``log_every``-th step (None: none) are also appended
-        to ``<checkpoint_dir>.metrics.jsonl`` (:class:`~dynrep.training.logging.JsonlLogger`). Returns :attr:`history`.
+        to ``<checkpoint_dir>.metrics.jsonl`` (:class:`~dynrep.training.logging.JsonlLogger`); with ``safetensors``
+        each checkpoint also holds ``model.safetensors`` (:meth:`save`). Returns :attr:`history`.
         """
         cbs = list(callbacks)
         if progress:
             cbs.append(ProgressBar())
         if checkpoint_dir is not None:
-            size = 3 * sum(t.numel() * t.element_size() for t in self.model.state_dict().values())  # + Adam moments
+            if safetensors:
+                require_safetensors()  # now, not at the first save
+            # the weights, Adam's two moments (and the weights again in model.safetensors)
+            size = (3 + safetensors) * sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
             check_destination(checkpoint_dir, run_id=self.run_id, overwrite=overwrite, size=size)
-            cbs.append(Checkpoint(lambda: self.save(checkpoint_dir, overwrite=overwrite), checkpoint_every))
+            cbs.append(Checkpoint(lambda: self.save(checkpoint_dir, overwrite=overwrite, safetensors=safetensors),
+                                  checkpoint_every))
             if log_every is not None:
                 cbs.append(JsonlLogger(metrics_path(checkpoint_dir), every=check_int("log_every", log_every, 1)))
-        elif checkpoint_every is not None:
-            raise ValueError("checkpoint_every needs checkpoint_dir")
+        elif checkpoint_every is not None or safetensors:
+            raise ValueError(f"{'checkpoint_every' if checkpoint_every is not None else 'safetensors'} needs "
+                             "checkpoint_dir")
         saved = f"; the checkpoint in {checkpoint_dir} holds" if checkpoint_dir is not None else \
             "; nothing was saved (no checkpoint_dir), the learner keeps"
         try:
@@ -426,11 +434,13 @@ class RepresentationLearner:
         return plots.plot_graphs(self.aligned_graphs(result["permutation"]), result["correlation"], path)
 
     # -- persistence -------------------------------------------------------------------
-    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+    def save(self, path: str | Path, overwrite: bool = False, safetensors: bool = False) -> Path:
         """Write a checkpoint directory (``config.json`` + ``state.pt``), atomically and safely beside other
         writers and readers (:func:`~dynrep.training.checkpoint.save_checkpoint`). ``path`` may be new, empty
         or a checkpoint of this run (:attr:`run_id`); another run's checkpoint is replaced only with
-        ``overwrite=True``. For a learner on a split (:class:`~dynrep.envs.splits.SplitEnvironment`) it
+        ``overwrite=True``. With ``safetensors`` the model's weights (``model.state_dict()``) also go to
+        ``model.safetensors`` (``safetensors.torch.load_file`` reads them anywhere, without dynrep; its metadata
+        holds the model's name and config as JSON); :meth:`load` verifies that file's checksum too. For a learner on a split (:class:`~dynrep.envs.splits.SplitEnvironment`) it
         records the base world's config, the split's name, its modifiers and the part, and :meth:`load`
         rebuilds that part."""
         env = {"name": self.env.env_name, "config": self.env.get_config()}
@@ -438,7 +448,9 @@ class RepresentationLearner:
             env["split"] = {"name": self.env.name, "part": self.env.part, "modifiers": list(self.env.modifiers)}
         config = {"run_id": self.run_id, "seed": self.seed, "step": self.step, "env": env,
                   "model": {"name": self.model.model_name, "config": config_to_dict(self.model.config)}}
-        return save_checkpoint(path, config, self.trainer.state_dict(), overwrite=overwrite)
+        weights = safetensors_bytes(self.model.state_dict(), {"model": json.dumps(config["model"])}) \
+            if safetensors else None
+        return save_checkpoint(path, config, self.trainer.state_dict(), overwrite=overwrite, weights=weights)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto") -> "RepresentationLearner":

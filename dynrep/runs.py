@@ -21,13 +21,14 @@ import json
 import os
 import re
 import tempfile
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 
-from dynrep.config import config_from_dict, config_to_dict
+from dynrep.config import config_from_dict, config_to_dict, fits_type
 
 RUN_FILE, CHECKPOINT_DIR, SCORES_FILE, TENSORBOARD_DIR = "run.yaml", "checkpoint", "scores.json", "tensorboard"
 WANDB_DIR = "wandb"
@@ -71,6 +72,20 @@ def env_arguments(name: str, args: dict[str, Any], prefix: str = "env.args.", re
     missing = [n for n in names if params[n].default is inspect.Parameter.empty and n not in args]
     if missing and required:
         raise ValueError(f"environment {name!r} needs {prefix}{missing[0]}=VALUE")
+    try:
+        hints = typing.get_type_hints(env_class(name).__init__)
+    except (NameError, TypeError):  # an annotation that cannot be resolved here: the constructor checks alone
+        hints = {}
+    for key, value in args.items():
+        if key in hints and not fits_type(value, hints[key]):
+            raise ValueError(f"{prefix}{key} must be of type {_type_name(hints[key])} for environment {name!r}, "
+                             f"got {value!r}")
+
+
+def _type_name(hint: Any) -> str:
+    """``int | None`` for ``typing.Optional[int]``, ``Sequence[int]`` for ``typing.Sequence[int]``."""
+    return str(hint).replace("typing.", "").replace("collections.abc.", "").replace("NoneType", "None") \
+        if not isinstance(hint, type) else hint.__name__
 
 
 @dataclass
@@ -108,7 +123,8 @@ class TrainerConfig:
     event files in ``RUN_DIR/tensorboard``, with ``logger: wandb`` to a Weights & Biases run in ``RUN_DIR/wandb``
     (``logger: tensorboard,wandb``: both; :mod:`dynrep.training.logging`). With ``eval_every`` the run's
     ``evaluation`` is also done every ``eval_every`` steps and after the last step, its scores logged as the
-    loss terms are (:class:`~dynrep.training.evaluation.PeriodicEvaluation`)."""
+    loss terms are (:class:`~dynrep.training.evaluation.PeriodicEvaluation`). With ``safetensors`` the
+    checkpoint also holds the weights as ``model.safetensors``."""
 
     steps: int = 1000
     time_limit: float | None = None
@@ -119,6 +135,7 @@ class TrainerConfig:
     log_every: int = 10
     logger: str | None = None
     eval_every: int | None = None
+    safetensors: bool = False
 
     def __post_init__(self) -> None:
         from dynrep.checks import check_int
@@ -203,6 +220,9 @@ def load_run_config(path: str | Path) -> RunConfig:
     """Read a run config from a ``.json`` file or YAML (any other suffix); ``save_run_config`` then
     ``load_run_config`` gives an equal object."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"run config {str(path)!r} {'is a directory' if path.is_dir() else 'does not exist'}: give "
+                         "a YAML or .json run config file (a run folder's run.yaml re-runs it)")
     text = path.read_text()
     try:
         values = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_Loader)
@@ -344,7 +364,7 @@ def _train_and_evaluate(learner, config: RunConfig, out: Path, steps: int, *, pr
                         config=run_config_to_dict(resolved(config, learner)), run_name=out.resolve().name)
     learner.train(steps, time_limit=trainer.time_limit, progress=progress, checkpoint_dir=out / CHECKPOINT_DIR,
                   checkpoint_every=trainer.checkpoint_every, overwrite=overwrite, log_every=trainer.log_every,
-                  callbacks=[*periodic, *callbacks])
+                  safetensors=trainer.safetensors, callbacks=[*periodic, *callbacks])
     last = periodic[0].history[-1] if periodic and periodic[0].history else (None, None)
     scores = last[1] if last[0] == learner.step else evaluate()  # already done: the same weights, the same scores
     (out / SCORES_FILE).write_text(json.dumps({"step": learner.step, "scores": scores}, indent=2) + "\n")

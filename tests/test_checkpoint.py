@@ -458,3 +458,55 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tiny_disk):
     assert config["a"] == 1 and state["x"].shape == (1000,)
     save_checkpoint(tiny_disk / "ck", {"a": 3}, {"x": torch.ones(1000)})  # and the disk is usable again
     assert load_checkpoint(tiny_disk / "ck")[0]["a"] == 3
+
+
+# -- weights as safetensors ------------------------------------------------------------------
+def test_safetensors_weights_beside_the_config(make_learner, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    learner = make_learner("rotation")
+    learner.train(3, progress=False, checkpoint_dir=tmp_path / "ck", safetensors=True)
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "model.safetensors", "state.pt"]
+    weights = load_file(tmp_path / "ck" / "model.safetensors")  # no dynrep needed to read them
+    state = learner.model.state_dict()
+    assert weights.keys() == state.keys() and all(torch.equal(weights[k], state[k]) for k in state)
+    with safe_open(tmp_path / "ck" / "model.safetensors", "pt") as f:
+        meta = json.loads(f.metadata()["model"])
+    assert meta["name"] == "rotation" and meta["config"]["latent_dim"] == learner.model.config.latent_dim
+    config = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert config["weights_sha256"] == hashlib.sha256((tmp_path / "ck" / "model.safetensors").read_bytes()).hexdigest()
+    assert_same_params(params_of(RepresentationLearner.load(tmp_path / "ck", device="cpu").model), state)
+    learner.save(tmp_path / "ck")  # a save without safetensors replaces the whole checkpoint: no stale weights
+    assert not (tmp_path / "ck" / "model.safetensors").exists()
+    RepresentationLearner.load(tmp_path / "ck", device="cpu")
+
+
+def test_tampered_or_missing_safetensors_are_refused(make_learner, tmp_path):
+    learner = make_learner("rotation")
+    learner.save(tmp_path / "ck", safetensors=True)
+    weights = tmp_path / "ck" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="model.safetensors is changed or corrupted: it does not match the "
+                                              "checksum in config.json"):
+        RepresentationLearner.load(tmp_path / "ck", device="cpu")
+    weights.unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
+        RepresentationLearner.load(tmp_path / "ck", device="cpu")
+    # the checksum itself is covered by the config's: editing it is a changed config
+    learner.save(tmp_path / "ck2", safetensors=True)
+    path = tmp_path / "ck2" / "config.json"
+    path.write_text(path.read_text().replace('"weights_sha256": "', '"weights_sha256": "0'))
+    with pytest.raises(CheckpointError, match="was changed after saving"):
+        RepresentationLearner.load(tmp_path / "ck2", device="cpu")
+
+
+def test_safetensors_needs_a_checkpoint_dir_and_the_package(make_learner, tmp_path, monkeypatch):
+    learner = make_learner("rotation")
+    with pytest.raises(ValueError, match="^safetensors needs checkpoint_dir$"):
+        learner.train(1, progress=False, safetensors=True)
+    monkeypatch.setitem(__import__("sys").modules, "safetensors.torch", None)
+    with pytest.raises(ImportError, match=r"pip install dynrep\[safetensors\]"):
+        learner.train(1, progress=False, checkpoint_dir=tmp_path / "ck", safetensors=True)
+    assert learner.step == 0 and not (tmp_path / "ck").exists()  # refused before the first step

@@ -82,6 +82,18 @@ def test_a_model_option_of_the_wrong_type(capsys, tmp_path, setting, message):
     assert (code, err) == (2, f"dynrep train: error: {message}")
 
 
+def test_an_env_arg_of_the_wrong_type(capsys, tmp_path):
+    code, err = one_line(capsys, "train", "--steps", "1", "--out", tmp_path / "x", "--env-arg", "image_size=1.5")
+    assert (code, err) == (2, "dynrep train: error: --env-arg image_size must be of type int for environment "
+                              "'gridworld', got 1.5")
+
+
+def test_a_missing_run_config(capsys, tmp_path):
+    code, err = one_line(capsys, "train", tmp_path / "run.yaml", "--out", tmp_path / "x")
+    assert (code, err) == (2, f"dynrep train: error: run config '{tmp_path / 'run.yaml'}' does not exist: give a "
+                              "YAML or .json run config file (a run folder's run.yaml re-runs it)")
+
+
 def test_an_environment_missing_a_required_argument(capsys, tmp_path):
     code, err = one_line(capsys, "train", "--env", "toy_nn", "--steps", "1", "--out", tmp_path / "x")
     assert (code, err) == (2, "dynrep train: error: environment 'toy_nn' needs --env-arg dataset=VALUE")

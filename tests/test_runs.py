@@ -108,6 +108,10 @@ def test_overrides_set_dotted_keys_in_order():
     ("=4", "override '=4' is not KEY=VALUE"),
     ("trainer..steps=4", "override 'trainer..steps=4' is not KEY=VALUE"),
     ("model.config.channels=[4, 8", "override model.config.channels: value '[4, 8' is not a YAML value ("),
+    ("env.args.image_size=1.5", "override env.args.image_size=1.5: env.args.image_size must be of type int for "
+                                "environment 'gridworld', got 1.5"),
+    ("env.args.observation=3", "override env.args.observation=3: env.args.observation must be of type str for "
+                               "environment 'gridworld', got 3"),
 ])
 def test_override_errors_name_key_value_and_allowed(override, message):
     with pytest.raises(ValueError) as info:
@@ -124,6 +128,12 @@ def test_bad_files_are_one_line_errors(tmp_path):
                           ("c.json", "unknown model.config ('rotation' model) option(s) ['bta']; allowed:")]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
             load_run_config(tmp_path / name)
+    for name, what in [("missing.yaml", "does not exist"), (".", "is a directory")]:
+        with pytest.raises(ValueError, match=f"^run config '{tmp_path / name}' {what}: give a YAML or .json run "):
+            load_run_config(tmp_path / name)
+    (tmp_path / "d.yaml").write_text("env:\n  name: toy_nn\n  args: {dataset: 3}\n")
+    with pytest.raises(ValueError, match="^env.args.dataset must be of type str for environment 'toy_nn', got 3$"):
+        load_run_config(tmp_path / "d.yaml")
 
 
 def checkpoint_of(run_dir: Path) -> tuple[dict, RepresentationLearner]:
@@ -264,3 +274,12 @@ def test_overwrite_replaces_another_run_and_its_scores(tmp_path, one_thread, cap
     run(tiny_config(steps=3), tmp_path / "r", overwrite=True)
     assert json.loads((tmp_path / "r" / "scores.json").read_text())["step"] == 3
     assert checkpoint_of(tmp_path / "r")[1].step == 3
+
+
+def test_trainer_safetensors_in_run_configs_and_the_flag(tmp_path, one_thread, capsys):
+    run(apply_overrides(tiny_config(), ["trainer.safetensors=true"]), tmp_path / "a")
+    assert (tmp_path / "a" / "checkpoint" / "model.safetensors").is_file()
+    assert load_run_config(tmp_path / "a" / "run.yaml").trainer.safetensors is True
+    assert cli.main(["train", "--steps", "1", "--out", str(tmp_path / "b"), "--safetensors", "--quiet",
+                 "--set", "channels=[4]", "--env-arg", "size=3", "--env-arg", "image_size=16"]) == 0
+    assert (tmp_path / "b" / "model.safetensors").is_file()

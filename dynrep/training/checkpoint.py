@@ -1,4 +1,5 @@
-"""Checkpoint directories: ``config.json`` + ``state.pt`` (tensors only), written atomically, under a lock.
+"""Checkpoint directories: ``config.json`` + ``state.pt`` (tensors only), written atomically, under a lock;
+optionally also ``model.safetensors``, the model's weights in the format any framework can read.
 
 Protocol for a checkpoint directory ``DIR`` (its helper directories are siblings in DIR's parent):
 
@@ -9,8 +10,8 @@ Protocol for a checkpoint directory ``DIR`` (its helper directories are siblings
 - a writer killed at any point leaves ``DIR`` or ``.DIR.previous`` complete: readers read the previous
   one, and the next writer restores it and removes the dead writer's directory.
 
-``config.json`` records the dynrep version, the SHA-256 of ``state.pt`` and of the rest of the config;
-loading verifies all three. A directory is recognised as a checkpoint by its ``config.json``, never by
+``config.json`` records the dynrep version, the SHA-256 of ``state.pt`` (and of ``model.safetensors``, when
+written) and of the rest of the config; loading verifies them all. A directory is recognised as a checkpoint by its ``config.json``, never by
 file names alone, and a checkpoint of another run (another ``run_id``) is replaced only when asked.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 
 from dynrep import __version__
 
-CONFIG_FILE, STATE_FILE = "config.json", "state.pt"
+CONFIG_FILE, STATE_FILE, WEIGHTS_FILE = "config.json", "state.pt", "model.safetensors"
 _CHECKSUMS = ("state_sha256", "config_sha256")
 
 
@@ -125,7 +126,7 @@ def _existing(path: Path) -> dict | None:
     if not names:
         return None
     config = _checkpoint_config(path)
-    if config is None or names - {CONFIG_FILE, STATE_FILE}:
+    if config is None or names - {CONFIG_FILE, STATE_FILE, WEIGHTS_FILE}:
         raise CheckpointError(f"{path} holds files that are not a dynrep checkpoint ({', '.join(sorted(names)[:5])}); "
                               "refusing to replace it: choose a new or empty directory")
     return config
@@ -180,9 +181,26 @@ def check_destination(path: str | Path, *, run_id: str | None = None, overwrite:
     return path
 
 
+def require_safetensors():
+    """``safetensors.torch.save``; an ImportError saying how to install it if the package is missing."""
+    try:
+        from safetensors.torch import save
+    except ImportError as err:
+        raise ImportError("saving weights as safetensors needs the safetensors package: pip install "
+                          "dynrep[safetensors] (or pip install safetensors)") from err
+    return save
+
+
+def safetensors_bytes(weights: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """``weights`` (name -> tensor, any device) in the safetensors format, with string ``metadata``; tensors
+    that share memory (tied weights) are stored as copies. Needs ``pip install dynrep[safetensors]``."""
+    return require_safetensors()({name: t.detach().cpu().clone().contiguous() for name, t in weights.items()}, metadata)
+
+
 def save_checkpoint(path: str | Path, config: dict[str, Any], state: dict[str, Any], *,
-                    overwrite: bool = False) -> Path:
-    """Write ``config`` (JSON-serialisable) and ``state`` (tensors and plain values) to directory ``path``.
+                    overwrite: bool = False, weights: bytes | None = None) -> Path:
+    """Write ``config`` (JSON-serialisable) and ``state`` (tensors and plain values) to directory ``path``,
+    and ``weights`` (:func:`safetensors_bytes`), if given, to ``model.safetensors`` beside them.
 
     ``path`` must be new, empty or a checkpoint of the same run (``config["run_id"]``, if any) or, with
     ``overwrite``, of any run: anything else is never replaced (CheckpointError). ``dynrep_version`` and
@@ -194,6 +212,8 @@ def save_checkpoint(path: str | Path, config: dict[str, Any], state: dict[str, A
     torch.save(state, buffer)
     data = buffer.getvalue()
     payload = json.loads(json.dumps({**config, "dynrep_version": __version__}))  # fails before anything is written
+    if weights is not None:  # part of the config digest: the pair cannot be swapped for other weights
+        payload["weights_sha256"] = hashlib.sha256(weights).hexdigest()
     payload.update(state_sha256=hashlib.sha256(data).hexdigest(), config_sha256=_config_digest(payload))
     text = json.dumps(payload, indent=2, sort_keys=True).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,6 +225,8 @@ def save_checkpoint(path: str | Path, config: dict[str, Any], state: dict[str, A
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.writing-{os.getpid()}-", dir=path.parent))
         try:
             _fsync_write(tmp / STATE_FILE, data)
+            if weights is not None:
+                _fsync_write(tmp / WEIGHTS_FILE, weights)
             _fsync_write(tmp / CONFIG_FILE, text)
             shutil.rmtree(previous, ignore_errors=True)
             if path.exists():
@@ -239,6 +261,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if missing:
             raise CheckpointError(f"checkpoint {path} is incomplete: missing {missing}")
         text, data = (path / CONFIG_FILE).read_bytes(), (path / STATE_FILE).read_bytes()
+        weights = (path / WEIGHTS_FILE).read_bytes() if (path / WEIGHTS_FILE).is_file() else None
     try:
         config = json.loads(text)
     except ValueError as err:
@@ -256,6 +279,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     elif _config_digest(config) != config["config_sha256"]:
         raise CheckpointError(f"checkpoint {path}: {CONFIG_FILE} was changed after saving (it does not match its "
                               "checksum); restore the original file")
+    if "weights_sha256" in config and (weights is None or hashlib.sha256(weights).hexdigest()
+                                       != config["weights_sha256"]):
+        raise CheckpointError(f"checkpoint {path}: {WEIGHTS_FILE} is " + ("missing" if weights is None else
+                              "changed or corrupted: it does not match the checksum in " + CONFIG_FILE))
     try:
         state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable state is the checkpoint's fault: one error class
