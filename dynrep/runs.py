@@ -153,7 +153,8 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-    """The evaluation at the end of a run: :meth:`RepresentationLearner.evaluate` with ``metrics`` (None:
+    """The evaluation at the end of a run (and every ``trainer.eval_every`` steps, if set):
+    :meth:`RepresentationLearner.evaluate` with ``metrics`` (None:
     the environment's defaults; ``[]``: model scores only), ``num_train`` / ``num_test`` points per metric
     and per-metric ``options`` (``{"dci": {...}}``)."""
 

@@ -172,7 +172,7 @@ def test_the_traversal_image_is_the_traversal_gifs_frames(tmp_path, one_thread):
     np.testing.assert_array_equal(logged, expected)
 
 
-def test_traversal_none_and_vector_worlds_log_no_traversal(tmp_path, onehot_env, one_thread):
+def test_num_frames_none_logs_no_traversal(tmp_path, one_thread):
     learner = tiny_learner()
     learner.train(2, progress=False, callbacks=[TensorBoardLogger(tmp_path / "tb", every=1, images_every=1,
                                                                   num_frames=None)])
