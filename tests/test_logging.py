@@ -207,11 +207,12 @@ def test_a_bad_logger_is_named(tmp_path, capsys):
     from dynrep import cli
     from dynrep.runs import RunConfig, apply_overrides
     for value in ("wandbb", "tensorboard,tensorboard", "tensorboard,"):
-        with pytest.raises(ValueError, match=r"trainer.logger must be null or one or more of tensorboard, wandb "
+        with pytest.raises(ValueError, match=r"trainer.logger must name one or more of tensorboard, wandb, "
                                              r"separated by commas \(e.g. tensorboard,wandb\), got "):
             apply_overrides(RunConfig(), [f"trainer.logger={value}"])
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--steps", "1", "--out", str(tmp_path / "x"), "--logger", "tb"])
     assert exit_info.value.code == 2
-    assert "argument --logger: --logger must be null or one or more of tensorboard, wandb" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "argument --logger: --logger must name one or more of tensorboard, wandb, separated by commas" in err
     assert not (tmp_path / "x").exists()

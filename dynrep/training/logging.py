@@ -333,7 +333,7 @@ def logger_names(text: str | None, key: str = "trainer.logger") -> list[str]:
         return []
     names = [name.strip() for name in text.split(",")] if isinstance(text, str) else None
     if names is None or not all(name in LOGGER_NAMES for name in names) or len(set(names)) != len(names):
-        raise ValueError(f"{key} must be null or one or more of {', '.join(LOGGER_NAMES)} separated by commas "
+        raise ValueError(f"{key} must name one or more of {', '.join(LOGGER_NAMES)}, separated by commas "
                          f"(e.g. tensorboard,wandb), got {text!r}")
     return names
 
