@@ -56,7 +56,7 @@ def _print_scores(scores: dict[str, float]) -> None:
 #: ``dynrep train`` flags that, given with a config file, override its dotted keys.
 _FLAG_KEYS = {"env": "env.name", "model": "model.name", "steps": "trainer.steps", "time_limit": "trainer.time_limit",
               "checkpoint_every": "trainer.checkpoint_every", "device": "trainer.device", "seed": "trainer.seed",
-              "logger": "trainer.logger", "safetensors": "trainer.safetensors"}
+              "logger": "trainer.logger", "eval_every": "trainer.eval_every", "safetensors": "trainer.safetensors"}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -69,15 +69,22 @@ def _train(args: argparse.Namespace) -> int:
                          "KEY=VALUE ... --out DIR")
     if args.steps is None:
         raise ValueError("--steps is required without a run config file (dynrep train RUN.yaml --out DIR)")
+    if args.eval_every is not None:
+        from dynrep.checks import check_int
+        check_int("--eval-every", args.eval_every, 1)
     from dynrep import RepresentationLearner, make_env
     env_name = args.env or "gridworld"
     env = make_env(env_name, **_env_args(env_name, args.env_arg))
     learner = RepresentationLearner(env, args.model or "rotation", seed=0 if args.seed is None else args.seed,
                                     device=args.device or "auto", **_key_values(args.set, "--set"))
+    from dynrep.training.evaluation import PeriodicEvaluation
     from dynrep.training.logging import loggers
+    out = Path(args.out)
+    periodic = [] if args.eval_every is None else [PeriodicEvaluation(learner.evaluate, args.eval_every)]
+    callbacks = loggers(args.logger, {"tensorboard": f"{out}.tensorboard", "wandb": out.parent}, run_name=out.name)
     learner.train(args.steps, time_limit=args.time_limit, progress=not args.quiet, checkpoint_dir=args.out,
                   checkpoint_every=args.checkpoint_every, overwrite=args.overwrite, safetensors=bool(args.safetensors),
-                  callbacks=loggers(args.logger, f"{args.out}.tensorboard"))
+                  callbacks=[*periodic, *callbacks])
     print(f"trained {learner.step} steps; checkpoint in {args.out}")
     return 0
 
@@ -166,6 +173,16 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _logger_flag(text: str) -> str:
+    """``--logger``'s value, checked (argparse reports a bad one as a usage error)."""
+    from dynrep.training.logging import logger_names
+    try:
+        logger_names(text, "--logger")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dynrep", description="Disentangled representations of dynamical environments.",
@@ -198,9 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=None, help="wall-clock budget in seconds")
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace a checkpoint of another run in --out")
-    p.add_argument("--logger", choices=["tensorboard"], default=None,
-                   help="also log to tensorboard (OUT.tensorboard; with a run config RUN/tensorboard); the loss "
-                        "terms always go to a metrics.jsonl beside the checkpoint")
+    p.add_argument("--logger", type=_logger_flag, default=None, metavar="{tensorboard,wandb}",
+                   help="also log to tensorboard (OUT.tensorboard; with a run config RUN/tensorboard) and/or "
+                        "Weights & Biases (OUT's folder/wandb; with a run config RUN/wandb), comma-separated for "
+                        "both; the loss terms always go to a metrics.jsonl beside the checkpoint")
+    p.add_argument("--eval-every", type=int, default=None, metavar="N",
+                   help="evaluate every N steps and at the end, logging the scores (with a run config: its "
+                        "evaluation section; without: dynrep evaluate's defaults)")
     p.add_argument("--safetensors", action="store_true", default=None,
                    help="also store the weights as model.safetensors in the checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")

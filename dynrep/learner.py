@@ -407,8 +407,8 @@ class RepresentationLearner:
             result = self.test(num_episodes=num_episodes, episode_length=num_frames - 1, seed=seed)
             return gif.write_rollout_gif(path, result.true_frames, result.predicted_frames, fps=fps)
         start = self._episodes(1, 0, _ANIMATE_STREAM, seed).obs[:, 0].to(self.device)
-        frames, labels = self.model.traverse(start, num_frames)
-        return gif.write_traversal_gif(path, self._to_frames(frames.cpu().numpy()), labels, fps=fps)
+        frames, labels = gif.traversal_frames(self.model, self.env, start, num_frames)
+        return gif.write_traversal_gif(path, frames, labels, fps=fps)
 
     def plot_training(self, path: str | Path) -> Path:
         """PNG of every loss term against the optimiser step."""

@@ -9,6 +9,7 @@ runs (:func:`run`) into a run folder::
     RUN_DIR/scores.json   the evaluation at the end
     RUN_DIR/checkpoint.metrics.jsonl   the logged loss terms (:mod:`dynrep.training.logging`)
     RUN_DIR/tensorboard/  with ``trainer.logger: tensorboard``, tensorboard's event files
+    RUN_DIR/wandb/        with ``trainer.logger: wandb``, Weights & Biases' run files
 
 ``dynrep train RUN_DIR/run.yaml --out NEW_DIR`` re-runs a run; :func:`resume` continues it.
 """
@@ -30,8 +31,7 @@ import yaml
 from dynrep.config import config_from_dict, config_to_dict, fits_type
 
 RUN_FILE, CHECKPOINT_DIR, SCORES_FILE, TENSORBOARD_DIR = "run.yaml", "checkpoint", "scores.json", "tensorboard"
-#: ``trainer.logger`` values: the jsonl alone (None) or tensorboard too.
-LOGGERS = (None, "tensorboard")
+WANDB_DIR = "wandb"
 
 __all__ = ["EnvConfig", "EvalConfig", "ModelConfig", "RunConfig", "TrainerConfig", "apply_overrides", "build_learner",
            "env_arguments", "load_run_config", "parse_override", "resolved", "resume", "run", "run_config_from_dict",
@@ -120,8 +120,11 @@ class TrainerConfig:
     ``dynrep train`` / ``resume`` call), a checkpoint every ``checkpoint_every`` steps (and at the end),
     ``threads`` torch CPU threads (None: torch's default), ``seed`` of the learner; the loss terms of every
     ``log_every``-th step go to ``checkpoint.metrics.jsonl`` and, with ``logger: tensorboard``, to tensorboard
-    event files in ``RUN_DIR/tensorboard`` (:mod:`dynrep.training.logging`); with ``safetensors`` the checkpoint
-    also holds the weights as ``model.safetensors``."""
+    event files in ``RUN_DIR/tensorboard``, with ``logger: wandb`` to a Weights & Biases run in ``RUN_DIR/wandb``
+    (``logger: tensorboard,wandb``: both; :mod:`dynrep.training.logging`). With ``eval_every`` the run's
+    ``evaluation`` is also done every ``eval_every`` steps and after the last step, its scores logged as the
+    loss terms are (:class:`~dynrep.training.evaluation.PeriodicEvaluation`). With ``safetensors`` the
+    checkpoint also holds the weights as ``model.safetensors``."""
 
     steps: int = 1000
     time_limit: float | None = None
@@ -131,6 +134,7 @@ class TrainerConfig:
     seed: int = 0
     log_every: int = 10
     logger: str | None = None
+    eval_every: int | None = None
     safetensors: bool = False
 
     def __post_init__(self) -> None:
@@ -138,9 +142,9 @@ class TrainerConfig:
         check_int("trainer.steps", self.steps, 0)
         check_int("trainer.seed", self.seed, 0)
         check_int("trainer.log_every", self.log_every, 1)
-        if self.logger not in LOGGERS:
-            raise ValueError(f"trainer.logger must be one of {LOGGERS}, got {self.logger!r}")
-        for name in ("checkpoint_every", "threads"):
+        from dynrep.training.logging import logger_names
+        logger_names(self.logger, "trainer.logger")
+        for name in ("checkpoint_every", "threads", "eval_every"):
             if getattr(self, name) is not None:
                 check_int(f"trainer.{name}", getattr(self, name), 1)
         if self.time_limit is not None and not self.time_limit > 0:
@@ -149,7 +153,8 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-    """The evaluation at the end of a run: :meth:`RepresentationLearner.evaluate` with ``metrics`` (None:
+    """The evaluation at the end of a run (and every ``trainer.eval_every`` steps, if set):
+    :meth:`RepresentationLearner.evaluate` with ``metrics`` (None:
     the environment's defaults; ``[]``: model scores only), ``num_train`` / ``num_test`` points per metric
     and per-metric ``options`` (``{"dci": {...}}``)."""
 
@@ -348,14 +353,21 @@ def resolved(config: RunConfig, learner) -> RunConfig:
 
 def _train_and_evaluate(learner, config: RunConfig, out: Path, steps: int, *, progress: bool,
                         overwrite: bool) -> dict[str, float]:
+    from dynrep.training.evaluation import PeriodicEvaluation
     from dynrep.training.logging import loggers
-    trainer = config.trainer
+    trainer, ev = config.trainer, config.evaluation
+
+    def evaluate() -> dict[str, float]:
+        return learner.evaluate(ev.metrics, num_train=ev.num_train, num_test=ev.num_test, options=ev.options or None)
+
+    periodic = [] if trainer.eval_every is None else [PeriodicEvaluation(evaluate, trainer.eval_every)]
+    callbacks = loggers(trainer.logger, {"tensorboard": out / TENSORBOARD_DIR, "wandb": out}, trainer.log_every,
+                        config=run_config_to_dict(resolved(config, learner)), run_name=out.resolve().name)
     learner.train(steps, time_limit=trainer.time_limit, progress=progress, checkpoint_dir=out / CHECKPOINT_DIR,
                   checkpoint_every=trainer.checkpoint_every, overwrite=overwrite, log_every=trainer.log_every,
-                  safetensors=trainer.safetensors,
-                  callbacks=loggers(trainer.logger, out / TENSORBOARD_DIR, trainer.log_every))
-    ev = config.evaluation
-    scores = learner.evaluate(ev.metrics, num_train=ev.num_train, num_test=ev.num_test, options=ev.options or None)
+                  safetensors=trainer.safetensors, callbacks=[*periodic, *callbacks])
+    last = periodic[0].history[-1] if periodic and periodic[0].history else (None, None)
+    scores = last[1] if last[0] == learner.step else evaluate()  # already done: the same weights, the same scores
     (out / SCORES_FILE).write_text(json.dumps({"step": learner.step, "scores": scores}, indent=2) + "\n")
     return scores
 
@@ -366,7 +378,8 @@ def _check_run_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"{out} is a file, not a run folder; choose a directory path")
     from dynrep.training.logging import metrics_path
-    ours = (RUN_FILE, CHECKPOINT_DIR, SCORES_FILE, TENSORBOARD_DIR, metrics_path(out / CHECKPOINT_DIR).name)
+    ours = (RUN_FILE, CHECKPOINT_DIR, SCORES_FILE, TENSORBOARD_DIR, WANDB_DIR,
+            metrics_path(out / CHECKPOINT_DIR).name)
     stray = sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(
         tuple(f".{name}." for name in ours))) if out.is_dir() else []
     if stray:

@@ -203,7 +203,16 @@ def test_run_config_logger_tensorboard_in_the_run_folder(tmp_path, one_thread):
     assert "logger: tensorboard" in (tmp_path / "r" / "run.yaml").read_text()
 
 
-def test_a_bad_logger_is_named(tmp_path):
+def test_a_bad_logger_is_named(tmp_path, capsys):
+    from dynrep import cli
     from dynrep.runs import RunConfig, apply_overrides
-    with pytest.raises(ValueError, match=r"trainer.logger must be one of \(None, 'tensorboard'\), got 'wandb'"):
-        apply_overrides(RunConfig(), ["trainer.logger=wandb"])
+    for value in ("wandbb", "tensorboard,tensorboard", "tensorboard,"):
+        with pytest.raises(ValueError, match=r"trainer.logger must name one or more of tensorboard, wandb, "
+                                             r"separated by commas \(e.g. tensorboard,wandb\), got "):
+            apply_overrides(RunConfig(), [f"trainer.logger={value}"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--steps", "1", "--out", str(tmp_path / "x"), "--logger", "tb"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --logger: --logger must name one or more of tensorboard, wandb, separated by commas" in err
+    assert not (tmp_path / "x").exists()

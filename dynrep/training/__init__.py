@@ -1,11 +1,12 @@
 """The training loop, its callbacks (logging included) and checkpoints."""
 from dynrep.training.callbacks import Callback, Checkpoint, NaNGuard, NonFiniteLossError, ProgressBar
 from dynrep.training.checkpoint import CheckpointError, check_destination, load_checkpoint, save_checkpoint
-from dynrep.training.logging import JsonlLogger, TensorBoardLogger, metrics_path
+from dynrep.training.evaluation import PeriodicEvaluation
+from dynrep.training.logging import JsonlLogger, TensorBoardLogger, WandbLogger, metrics_path
 from dynrep.training.signals import TrainingInterrupted
 from dynrep.training.trainer import Trainer
 from dynrep.training.validation import BestValidation
 
 __all__ = ["BestValidation", "Callback", "Checkpoint", "CheckpointError", "JsonlLogger", "NaNGuard", "NonFiniteLossError",
-           "ProgressBar", "TensorBoardLogger", "Trainer", "TrainingInterrupted", "check_destination", "load_checkpoint",
-           "metrics_path", "save_checkpoint"]
+           "PeriodicEvaluation", "ProgressBar", "TensorBoardLogger", "Trainer", "TrainingInterrupted", "WandbLogger",
+           "check_destination", "load_checkpoint", "metrics_path", "save_checkpoint"]

@@ -2,7 +2,9 @@
 
 A callback may implement any of ``on_train_begin(trainer, steps)``,
 ``on_loss(trainer, logs)`` (after the loss, before the parameter update: raising
-here leaves the parameters untouched), ``on_step_end(trainer, logs)`` and
+here leaves the parameters untouched), ``on_step_end(trainer, logs)``,
+``on_evaluation(trainer, scores, seconds)`` (after a periodic evaluation, for every callback: see
+:class:`~dynrep.training.evaluation.PeriodicEvaluation`) and
 ``on_train_end(trainer, reason)`` where ``reason`` is ``"steps"``, ``"time_limit"``, ``"interrupted"``
 (SIGINT or SIGTERM) or ``"non_finite"`` (a NaN/inf loss; the parameters are the last finite step's).
 """
@@ -28,6 +30,10 @@ class Callback:
 
     def on_step_end(self, trainer, logs: dict[str, float]) -> None:
         pass
+
+    def on_evaluation(self, trainer, scores: dict[str, float], seconds: float) -> None:
+        """``scores`` of an evaluation at ``trainer.step`` that took ``seconds`` of wall-clock time (loggers
+        leave that time out of their steps/s)."""
 
     def on_train_end(self, trainer, reason: str) -> None:
         pass

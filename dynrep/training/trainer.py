@@ -49,6 +49,8 @@ class Trainer:
         self.optimizer = torch.optim.Adam(groups, fused=device.type in ("cpu", "cuda"))
         # The schedule's base rates come from the config, not the optimiser state: a pure function of the step.
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        #: The callbacks of the running (or last) ``fit``'s steps, NaNGuard first: who hears ``on_evaluation``.
+        self.callbacks: list[Callback] = []
         self.step = 0
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator(device=device).manual_seed(seed)
@@ -88,6 +90,7 @@ class Trainer:
 
     def _run(self, steps: int, time_limit: float | None, callbacks: list[Callback], stop: StopSignals) -> str:
         """The steps; returns why they ended."""
+        self.callbacks = callbacks
         start = time.monotonic()
         self.model.train()
         for _ in range(steps):

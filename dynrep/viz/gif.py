@@ -6,6 +6,7 @@ from typing import Sequence
 
 import imageio.v3 as iio
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from dynrep.viz.files import replaced_atomically
@@ -78,12 +79,40 @@ def write_rollout_gif(path: str | Path, true_frames: np.ndarray, predicted_frame
     return write_gif(path, np.stack(frames), fps)
 
 
-def write_traversal_gif(path: str | Path, frames: np.ndarray, labels: Sequence[str], fps: float = 4.0) -> Path:
-    """GIF of traversals ``[R, F, H, W, 3]``: frame ``f`` shows step ``f`` of every row side by side."""
+def traversal_frames(model, env, start: torch.Tensor, num_frames: int) -> tuple[np.ndarray, list[str]]:
+    """What a traversal GIF shows: ``model.traverse(start, num_frames)`` from one observation ``start``
+    ``[1, *obs_shape]`` (on the model's device) as displayable frames ``[R, num_frames, H, W, 3]`` uint8 (one
+    row per action, or per latent dimension, or per causal variable, as the model traverses), with the rows'
+    labels. ``learner.animate(path, "traversal")`` writes these; the loggers draw them with
+    :func:`traversal_grid`."""
+    with torch.no_grad():
+        frames, labels = model.traverse(start, num_frames)
+    frames = frames.cpu().numpy()
+    images = env.observation_to_image(frames.reshape(-1, *frames.shape[2:]))
+    return images.reshape(*frames.shape[:2], *images.shape[1:]), list(labels)
+
+
+def _check_labels(frames: np.ndarray, labels: Sequence[str]) -> None:
     if len(labels) != frames.shape[0]:
         raise ValueError(f"need one label per traversal, got {len(labels)} labels for {frames.shape[0]}")
+
+
+def write_traversal_gif(path: str | Path, frames: np.ndarray, labels: Sequence[str], fps: float = 4.0) -> Path:
+    """GIF of traversals ``[R, F, H, W, 3]``: frame ``f`` shows step ``f`` of every row side by side."""
+    _check_labels(frames, labels)
     frames = _upscale(frames)
     width = frames.shape[-2]
     out = [_with_labels(tile(frames[None, :, f]), f"frame {f}/{frames.shape[1] - 1}", labels, width)
            for f in range(frames.shape[1])]
     return write_gif(path, np.stack(out), fps)
+
+
+def traversal_grid(frames: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Every frame of the traversal GIF of ``frames [R, F, H, W, 3]`` in one picture
+    ``[2 * LINE_HEIGHT + F * (H' + PAD) + PAD, R * (W' + PAD) + PAD, 3]`` uint8: the GIF's frame ``f`` is row
+    ``f`` (top to bottom), traversal ``r`` column ``r`` (labelled on top); ``H'``, ``W'`` are the frames' sides
+    upscaled as in the GIF (to at least 64 pixels)."""
+    _check_labels(frames, labels)
+    frames = _upscale(frames)
+    return _with_labels(tile(frames.swapaxes(0, 1)), f"frames 0-{frames.shape[1] - 1}, top to bottom", labels,
+                        frames.shape[-2])
