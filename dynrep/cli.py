@@ -6,8 +6,10 @@ see :data:`EXIT_CODES`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -274,14 +276,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from dynrep.data.download import DownloadError
-    from dynrep.training import CheckpointError, NonFiniteLossError
-    try:
-        return args.func(args)
-    except (KeyboardInterrupt, ValueError, KeyError, CheckpointError, DownloadError, NonFiniteLossError,
-            OSError) as err:  # user errors and runtime failures: one clear line, no traceback
-        message, code = _describe(err)
-        print(f"dynrep {args.command}: {message}", file=sys.stderr)
-        return code
+    from dynrep.training import CheckpointError, NonFiniteLossError, distributed
+    # Under torchrun: one process group for the command, rank 0 alone prints, an error is shown by the first
+    # rank that hits it, and the other ranks' consequent failures (PeerFailure) stay quiet.
+    with contextlib.ExitStack() as stack:
+        try:
+            if distributed.init() and not distributed.is_main():
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+            return args.func(args)
+        except distributed.PeerFailure:
+            return 1
+        except (KeyboardInterrupt, ValueError, KeyError, CheckpointError, DownloadError, NonFiniteLossError,
+                OSError) as err:  # user errors and runtime failures: one clear line, no traceback
+            message, code = _describe(err)
+            if distributed.report_failure():
+                print(f"dynrep {args.command}: {message}", file=sys.stderr)
+            return code
 
 
 if __name__ == "__main__":

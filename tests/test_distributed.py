@@ -1,0 +1,289 @@
+"""Multi-process training and evaluation (dynrep.training.distributed): 2 gloo ranks on CPU, 1 thread each.
+
+The 2-rank runs are this file run as a script (``python tests/test_distributed.py WORKER OUT``) in two
+processes with torchrun's environment variables, or ``torchrun`` itself for the command line; each worker
+saves what the test compares in ``OUT/rank{R}.pt``.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_learner
+from dynrep import GridWorld, RepresentationLearner, build_model, list_models
+from dynrep.data.trajectory import Trajectory
+from dynrep.models.registry import model_class
+from dynrep.training import Callback, distributed
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+#: Seconds a 2-rank run may take before the test fails (and kills it): a hang is a failure, not a stall.
+TIMEOUT = 240
+STEPS = 3
+#: Metrics of the evaluation comparison (fast ones), with small sample sizes.
+EVAL = {"metrics": ["mig", "sap", "modularity"], "num_train": 300, "num_test": 100}
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> GridWorld:
+    """25 start states and 4 actions: two ranks' random episodes of 3 actions practically never coincide."""
+    return GridWorld(size=5, image_size=16)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _base_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "DYNREP_DIST_TIMEOUT": "60", **extra}
+
+
+def _finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
+    """``(exit code, stdout, stderr)`` of each process; kills them all and fails after :data:`TIMEOUT`."""
+    results = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=TIMEOUT)
+            results.append((proc.returncode, out, err))
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()
+        pytest.fail(f"a rank did not finish within {TIMEOUT} s (hang)")
+    return results
+
+
+def launch(worker: str, out: Path, world: int = 2) -> list[tuple[int, str, str]]:
+    """Run ``worker`` of this file in ``world`` processes, as torchrun would start them."""
+    port = str(_free_port())
+    procs = [subprocess.Popen([sys.executable, __file__, worker, str(out)], text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=out,
+                              env=_base_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE=str(world),
+                                            RANK=str(r), LOCAL_RANK=str(r), LOCAL_WORLD_SIZE=str(world)))
+             for r in range(world)]
+    return _finish(procs)
+
+
+def launch_ok(worker: str, out: Path) -> list[dict]:
+    results = launch(worker, out)
+    for code, _, _ in results:
+        assert code == 0, "\n".join(err for _, _, err in results)
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+# -- workers (run in the rank processes) --------------------------------------------------------------
+class _Record(Callback):
+    """Parameters after every step."""
+
+    def __init__(self):
+        self.params = []
+
+    def on_step_end(self, trainer, logs):
+        self.params.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+
+
+def _recording(learner) -> list[Trajectory]:
+    """Makes ``learner`` keep every batch it draws (returned list)."""
+    batches, sample = [], learner.trainer.sample_batch
+
+    def recorded():
+        batch = sample()
+        batches.append(batch)
+        return batch
+
+    learner.trainer.sample_batch = recorded
+    return batches
+
+
+def worker_train(out: Path) -> dict:
+    """The step-for-step comparison, the resume, the refusals and the evaluation, in one launch."""
+    return {**_match(), **_resume(out), **_evaluate()}
+
+
+def _match() -> dict:
+    learner = tiny_learner(env=_env(), batch_size=4)
+    batches, record = _recording(learner), _Record()
+    learner.train(STEPS, progress=False, callbacks=[record])
+    return {"batches": batches, "params": record.params, "history": learner.history}
+
+
+def _resume(out: Path) -> dict:
+    straight = tiny_learner(env=_env(), batch_size=4)
+    straight.train(4, progress=False)
+    first = tiny_learner(env=_env(), batch_size=4)
+    first.train(2, progress=False, checkpoint_dir=out / f"ckpt{distributed.rank()}")
+    resumed = RepresentationLearner.load(out / "ckpt0", device="cpu")
+    resumed.train(2, progress=False)
+    errors = {}
+    for name, config in {"batch": {"batch_size": 5}, "beta_tcvae": {}}.items():
+        learner = tiny_learner("vae", **config) if name == "batch" else RepresentationLearner(
+            _env(), name, device="cpu", latent_dim=3, batch_size=4, channels=(4, 8), hidden=32)
+        try:
+            learner.train(1, progress=False)
+        except ValueError as err:
+            errors[name] = str(err)
+    return {"straight": straight.model.state_dict(), "resumed": resumed.model.state_dict(),
+            "resumed_history": resumed.history, "straight_history": straight.history, "errors": errors}
+
+
+def _evaluate() -> dict:
+    learner = tiny_learner(env=_env())
+    encoded, representation = [], learner.model.representation
+
+    def counting(obs):
+        encoded.append(len(obs))
+        return representation(obs)
+
+    learner.model.representation = counting
+    return {"scores": learner.evaluate(**EVAL), "encoded": sum(encoded)}
+
+
+class _Fail(Callback):
+    def on_step_end(self, trainer, logs):
+        if distributed.rank() == 1 and trainer.step == 2:
+            raise RuntimeError("boom on rank 1")
+
+
+def worker_fail(out: Path) -> None:
+    tiny_learner(env=_env()).train(50, progress=False, callbacks=[_Fail()])
+
+
+WORKERS = {"train": worker_train, "fail": worker_fail}
+
+
+# -- tests ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """``(folder, [rank 0's results, rank 1's])`` of :func:`worker_train`."""
+    out = tmp_path_factory.mktemp("train")
+    return out, launch_ok("train", out)
+
+
+def test_two_ranks_match_one_rank_on_the_union_of_their_batches(trained, one_thread):
+    _, ranks = trained
+    for step in range(STEPS):  # disjoint data: the ranks' episodes differ at every step
+        a, b = (r["batches"][step] for r in ranks)
+        assert len(a.obs) == len(b.obs) == 2  # the global batch of 4, halved
+        episodes = [{(tuple(t.factors[i].flatten().tolist()), tuple(t.actions[i].tolist())) for i in range(2)}
+                    for t in (a, b)]
+        assert not episodes[0] & episodes[1]
+    reference = tiny_learner(env=_env(), batch_size=4)
+    union = iter([Trajectory.collate([r["batches"][step] for r in ranks]) for step in range(STEPS)])
+    reference.trainer.sample_batch = lambda: next(union)
+    record = _Record()
+    reference.train(STEPS, progress=False, callbacks=[record])
+    for step in range(STEPS):
+        for name, value in record.params[step].items():
+            torch.testing.assert_close(ranks[0]["params"][step][name], value, rtol=1e-5, atol=1e-6)
+            assert torch.equal(ranks[0]["params"][step][name], ranks[1]["params"][step][name])
+    for name, values in reference.history.items():  # the logged terms are the means over the ranks
+        np.testing.assert_allclose(ranks[0]["history"][name], values, rtol=1e-5, atol=1e-6)
+        assert ranks[1]["history"][name] == ranks[0]["history"][name]
+
+
+def test_resume_writes_on_rank_zero_and_refusals(trained):
+    tmp_path, ranks = trained
+    assert (tmp_path / "ckpt0" / "state.pt").is_file() and (tmp_path / "ckpt0.metrics.jsonl").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ckpt")) == ["ckpt0", "ckpt0.metrics.jsonl"]
+    for r in ranks:  # every rank resumed from rank 0's checkpoint continues exactly
+        for name, value in r["straight"].items():
+            assert torch.equal(value, r["resumed"][name]), name
+        assert r["resumed_history"] == r["straight_history"]
+        assert "batch_size=5" in r["errors"]["batch"] and "world size 2" in r["errors"]["batch"]
+        assert r["errors"]["beta_tcvae"].startswith("model 'beta_tcvae' cannot train on 2 processes")
+
+
+def test_distributed_evaluate_equals_one_process(trained, one_thread):
+    _, ranks = trained
+    single = tiny_learner(env=_env())
+    encoded, representation = [], single.model.representation
+    single.model.representation = lambda obs: (encoded.append(len(obs)), representation(obs))[1]
+    expected = single.evaluate(**EVAL)
+    for r in ranks:
+        assert r["scores"].keys() == expected.keys()
+        for name, value in expected.items():
+            assert r["scores"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+    total = sum(encoded)
+    single.evaluate(**{**EVAL, "metrics": ()})  # the model scores (not split) alone
+    model_scores = sum(encoded) - total
+    assert [r["encoded"] for r in ranks] == [model_scores + (total - model_scores) / 2] * 2  # half the metrics'
+
+
+def test_an_error_in_one_rank_ends_both_and_is_shown_once(tmp_path):
+    (code0, out0, err0), (code1, out1, err1) = launch("fail", tmp_path)
+    assert code0 != 0 and code1 != 0
+    assert (err0 + err1).count("RuntimeError: boom on rank 1") == 1 and "boom on rank 1" in err1
+    assert "Traceback" not in err0 and "Connection closed" not in err0, err0
+
+
+@pytest.mark.parametrize("name", ["beta_tcvae", "cascade_vae", "rgrvae"])
+def test_refused_models_name_themselves_and_why(name, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    model = build_model(name, GridWorld(size=3, image_size=16), latent_dim=4, channels=(4, 8), hidden=32)
+    with pytest.raises(ValueError, match=f"model '{name}' cannot train on 2 processes.*: .+; train it in one"):
+        distributed.check_model(model)
+
+
+def test_other_models_are_accepted():
+    refused = {name for name in list_models() if model_class(name).ddp_unsupported}
+    assert refused == {"beta_tcvae", "cascade_vae", "rgrvae"}
+
+
+def test_single_process_is_untouched(monkeypatch):
+    for var in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(var, raising=False)
+    assert not distributed.init() and not distributed.is_active()
+    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+    fn = tiny_learner().model.representation
+    assert distributed.sharded(fn) is fn
+    assert distributed.report_failure()
+
+
+def _run_yaml(path: Path, batch_size: int = 4) -> Path:
+    config = {"env": {"name": "gridworld", "args": {"size": 3, "image_size": 16}},
+              "model": {"name": "rotation", "config": {"latent_dim": 4, "batch_size": batch_size, "episode_length": 2,
+                                                      "channels": [4, 8], "hidden": 32, "mlp_hidden": [8]}},
+              "trainer": {"steps": 2, "device": "cpu", "threads": 1},
+              "evaluation": {"metrics": ["mig"], "num_train": 100, "num_test": 50}}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _torchrun(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    cmd = [str(TORCHRUN), "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "dynrep", *args]
+    return _finish([subprocess.Popen(cmd, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=_base_env())])[0]
+
+
+def test_torchrun_dynrep_train_end_to_end(tmp_path):
+    code, out, err = _torchrun(tmp_path, "train", str(_run_yaml(tmp_path / "run.yaml")), "--out", "run", "--quiet")
+    assert code == 0, err
+    assert out.count("trained 2 steps") == 1  # rank 0 alone prints
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"run.yaml", "checkpoint", "scores.json", "checkpoint.metrics.jsonl"}
+    assert RepresentationLearner.load(run / "checkpoint", device="cpu").step == 2
+    code, out, err = _torchrun(tmp_path, "train", str(_run_yaml(tmp_path / "bad.yaml", batch_size=3)), "--out",
+                               "bad", "--quiet")
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.startswith("dynrep train: error:")]
+    assert len(lines) == 1 and "batch_size=3" in lines[0] and "world size 2" in lines[0], err
+    assert "Traceback" not in err.split("torch/distributed/elastic")[0], err  # torchrun's own report follows
+
+
+if __name__ == "__main__":  # a rank process of launch()
+    torch.set_num_threads(1)
+    directory = Path(sys.argv[2])
+    result = WORKERS[sys.argv[1]](directory)
+    torch.save(result, directory / f"rank{distributed.rank()}.pt")
