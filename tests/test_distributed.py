@@ -7,6 +7,7 @@ saves what the test compares in ``OUT/rank{R}.pt``.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from conftest import tiny_learner
 from dynrep import GridWorld, RepresentationLearner, build_model, list_models
 from dynrep.data.trajectory import Trajectory
 from dynrep.models.registry import model_class
-from dynrep.training import Callback, distributed
+from dynrep.training import Callback, TrainingInterrupted, distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -108,7 +109,7 @@ def _recording(learner) -> list[Trajectory]:
 
 def worker_train(out: Path) -> dict:
     """The step-for-step comparison, the resume, the refusals and the evaluation, in one launch."""
-    return {**_match(), **_resume(out), **_evaluate()}
+    return {**_match(), **_resume(out), **_evaluate(), **_interrupt(out)}
 
 
 def _match() -> dict:
@@ -147,6 +148,22 @@ def _evaluate() -> dict:
 
     learner.model.representation = counting
     return {"scores": learner.evaluate(**EVAL), "encoded": sum(encoded)}
+
+
+class _SigtermOnRank1(Callback):
+    def on_step_end(self, trainer, logs):
+        if distributed.rank() == 1 and trainer.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _interrupt(out: Path) -> dict:
+    """SIGTERM reaches rank 1 alone: both ranks stop at the same step, rank 0 saves it."""
+    learner = tiny_learner(env=_env())
+    try:
+        learner.train(50, progress=False, checkpoint_dir=out / "interrupted", callbacks=[_SigtermOnRank1()])
+    except TrainingInterrupted as err:
+        return {"interrupted": (err.signal_name, err.step, learner.step)}
+    return {"interrupted": None}
 
 
 class _Fail(Callback):
@@ -202,6 +219,12 @@ def test_resume_writes_on_rank_zero_and_refusals(trained):
         assert r["resumed_history"] == r["straight_history"]
         assert "batch_size=5" in r["errors"]["batch"] and "world size 2" in r["errors"]["batch"]
         assert r["errors"]["beta_tcvae"].startswith("model 'beta_tcvae' cannot train on 2 processes")
+
+
+def test_a_signal_on_one_rank_stops_both_at_the_same_step(trained):
+    tmp_path, ranks = trained
+    assert ranks[0]["interrupted"] == ranks[1]["interrupted"] == ("SIGTERM", 2, 2)  # at the next step boundary
+    assert RepresentationLearner.load(tmp_path / "interrupted", device="cpu").step == 2
 
 
 def test_distributed_evaluate_equals_one_process(trained, one_thread):
