@@ -22,8 +22,8 @@ from dynrep.metrics.dynamics import latent_prediction_error, mean_bce, per_frame
 from dynrep.metrics.generalisation import generalisation_report
 from dynrep.metrics.graphs import permute_graph, shd
 from dynrep.models.registry import build_model
-from dynrep.training.callbacks import Callback, Checkpoint, NonFiniteLossError, ProgressBar
 from dynrep.training import distributed
+from dynrep.training.callbacks import Callback, Checkpoint, NonFiniteLossError, ProgressBar
 from dynrep.training.checkpoint import CheckpointError, check_destination, load_checkpoint, save_checkpoint
 from dynrep.training.logging import JsonlLogger, metrics_path
 from dynrep.training.signals import TrainingInterrupted
