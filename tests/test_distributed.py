@@ -279,6 +279,16 @@ def test_single_process_is_untouched(monkeypatch):
     assert distributed.report_failure()
 
 
+def test_a_bad_timeout_is_named(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("DYNREP_DIST_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="DYNREP_DIST_TIMEOUT must be a number of seconds > 0, got 'soon'"):
+        distributed.init()
+    with pytest.raises(ValueError, match="timeout must be a number of seconds > 0, got 0"):
+        distributed.init(timeout=0)
+
+
 def _run_yaml(path: Path, batch_size: int = 4) -> Path:
     config = {"env": {"name": "gridworld", "args": {"size": 3, "image_size": 16}},
               "model": {"name": "rotation", "config": {"latent_dim": 4, "batch_size": batch_size, "episode_length": 2,

@@ -123,9 +123,14 @@ def init(timeout: float | None = None) -> bool:
         return True
     if not launched():
         return False
-    timeout = float(os.environ.get("DYNREP_DIST_TIMEOUT", 1800)) if timeout is None else timeout
-    if timeout <= 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+    name, value = ("DYNREP_DIST_TIMEOUT", os.environ.get("DYNREP_DIST_TIMEOUT", "1800")) if timeout is None else \
+        ("timeout", timeout)
+    try:
+        timeout = float(value)
+    except (TypeError, ValueError):
+        timeout = float("nan")
+    if not timeout > 0:
+        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
     backend = "gloo"
     if torch.cuda.is_available() and torch.distributed.is_nccl_available():
         torch.cuda.set_device(local_rank())
