@@ -110,7 +110,27 @@ def _recording(learner) -> list[Trajectory]:
 
 def worker_train(out: Path) -> dict:
     """The step-for-step comparison, the resume, the refusals and the evaluation, in one launch."""
-    return {**_match(), **_resume(out), **_evaluate(), **_interrupt(out)}
+    return {**_match(), **_resume(out), **_evaluate(), **_interrupt(out), **_zoo()}
+
+
+#: Models accepted under DDP (the refused ones are beta_tcvae, cascade_vae, rgrvae) and a tiny setting of each.
+ZOO = ["vae", "beta_vae", "wae", "liegroup_vae", "forward_vae", "factor_vae", "composition_net"]
+ZOO_CONFIG = {"latent_dim": 3, "batch_size": 8, "channels": (4, 8), "hidden": 16}
+
+
+def _zoo() -> dict:
+    """Two DDP steps of each accepted model: the losses (means over the ranks) and the parameters after."""
+    from dynrep import Flatland, ToyNN
+    results = {}
+    learners = {name: RepresentationLearner(Flatland(period=5, image_size=16, radius=15.0), name, device="cpu",
+                                            **ZOO_CONFIG) for name in ZOO}
+    learners["mechanism_sparsity"] = RepresentationLearner(
+        ToyNN("action_sparsity_trivial", num_samples=2000), "mechanism_sparsity", device="cpu",
+        mlp_hidden=(16, 16), transition_hidden=8, transition_layers=2, batch_size=32)
+    for name, learner in learners.items():
+        learner.train(2, progress=False)
+        results[name] = (learner.history["loss"], learner.model.state_dict())
+    return {"zoo": results}
 
 
 def _match() -> dict:
@@ -228,6 +248,15 @@ def test_a_signal_on_one_rank_stops_both_at_the_same_step(trained):
     tmp_path, ranks = trained
     assert ranks[0]["interrupted"] == ranks[1]["interrupted"] == ("SIGTERM", 2, 2)  # at the next step boundary
     assert RepresentationLearner.load(tmp_path / "interrupted", device="cpu").step == 2
+
+
+def test_every_accepted_model_trains_in_step_on_both_ranks(trained):
+    _, ranks = trained
+    assert set(ranks[0]["zoo"]) == {*ZOO, "mechanism_sparsity"}
+    for name, (losses, params) in ranks[0]["zoo"].items():
+        other_losses, other_params = ranks[1]["zoo"][name]
+        assert len(losses) == 2 and np.isfinite(losses).all() and losses == other_losses, name
+        assert all(torch.equal(value, other_params[key]) for key, value in params.items()), name
 
 
 def test_distributed_evaluate_equals_one_process(trained, one_thread):
