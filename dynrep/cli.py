@@ -133,10 +133,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
+    from dynrep.training import distributed
     learner = _resume(args)
     run = Path(args.run)
     out = Path(args.output) if args.output else run.with_name(f"{run.name}_{args.kind}.gif")
-    print(learner.animate(out, kind=args.kind, num_frames=args.frames))
+    if distributed.is_main():  # under torchrun rank 0 alone writes
+        print(learner.animate(out, kind=args.kind, num_frames=args.frames))
     return 0
 
 
@@ -147,8 +149,10 @@ def _demo(args: argparse.Namespace) -> int:
     learner = RepresentationLearner(GridWorld(size=5), model="rotation", latent_dim=4, seed=args.seed,
                                     device=args.device)
     learner.train(args.steps, checkpoint_dir=out / "checkpoint", progress=not args.quiet, overwrite=True)
+    from dynrep.training import distributed
     files = [learner.animate(out / "rollout.gif"), learner.animate(out / "traversal.gif", kind="traversal"),
-             learner.plot_representation(out / "angles.png"), learner.plot_training(out / "training.png")]
+             learner.plot_representation(out / "angles.png"), learner.plot_training(out / "training.png")
+             ] if distributed.is_main() else []  # under torchrun rank 0 alone writes
     print("metrics (representation metrics on 2,000 training / 1,000 test points):")
     _print_scores(learner.evaluate(num_train=2000, num_test=1000))
     print("wrote:", *files, out / "checkpoint", sep="\n  ")
