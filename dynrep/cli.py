@@ -6,8 +6,10 @@ see :data:`EXIT_CODES`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -138,10 +140,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _animate(args: argparse.Namespace) -> int:
+    from dynrep.training import distributed
     learner = _resume(args)
     run = Path(args.run)
     out = Path(args.output) if args.output else run.with_name(f"{run.name}_{args.kind}.gif")
-    print(learner.animate(out, kind=args.kind, num_frames=args.frames))
+    if distributed.is_main():  # under torchrun rank 0 alone writes
+        print(learner.animate(out, kind=args.kind, num_frames=args.frames))
     return 0
 
 
@@ -152,8 +156,10 @@ def _demo(args: argparse.Namespace) -> int:
     learner = RepresentationLearner(GridWorld(size=5), model="rotation", latent_dim=4, seed=args.seed,
                                     device=args.device)
     learner.train(args.steps, checkpoint_dir=out / "checkpoint", progress=not args.quiet, overwrite=True)
+    from dynrep.training import distributed
     files = [learner.animate(out / "rollout.gif"), learner.animate(out / "traversal.gif", kind="traversal"),
-             learner.plot_representation(out / "angles.png"), learner.plot_training(out / "training.png")]
+             learner.plot_representation(out / "angles.png"), learner.plot_training(out / "training.png")
+             ] if distributed.is_main() else []  # under torchrun rank 0 alone writes
     print("metrics (representation metrics on 2,000 training / 1,000 test points):")
     _print_scores(learner.evaluate(num_train=2000, num_test=1000))
     print("wrote:", *files, out / "checkpoint", sep="\n  ")
@@ -297,14 +303,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from dynrep.data.download import DownloadError
-    from dynrep.training import CheckpointError, NonFiniteLossError
-    try:
-        return args.func(args)
-    except (KeyboardInterrupt, ValueError, KeyError, CheckpointError, DownloadError, NonFiniteLossError,
-            OSError) as err:  # user errors and runtime failures: one clear line, no traceback
-        message, code = _describe(err)
-        print(f"dynrep {args.command}: {message}", file=sys.stderr)
-        return code
+    from dynrep.training import CheckpointError, NonFiniteLossError, distributed
+    # Under torchrun: one process group for the command, rank 0 alone prints, an error is shown by the first
+    # rank that hits it, and the other ranks' consequent failures (PeerFailure) stay quiet.
+    with contextlib.ExitStack() as stack:
+        try:
+            if distributed.init() and not distributed.is_main():
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+            return args.func(args)
+        except distributed.PeerFailure:
+            return 1
+        except (KeyboardInterrupt, ValueError, KeyError, CheckpointError, DownloadError, NonFiniteLossError,
+                OSError) as err:  # user errors and runtime failures: one clear line, no traceback
+            message, code = _describe(err)
+            if distributed.report_failure():
+                print(f"dynrep {args.command}: {message}", file=sys.stderr)
+            return code
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from dynrep.metrics.dynamics import latent_prediction_error, mean_bce, per_frame
 from dynrep.metrics.generalisation import generalisation_report
 from dynrep.metrics.graphs import permute_graph, shd
 from dynrep.models.registry import build_model
+from dynrep.training import distributed
 from dynrep.training.callbacks import Callback, Checkpoint, NonFiniteLossError, ProgressBar
 from dynrep.training.checkpoint import (CheckpointError, check_destination, load_checkpoint, require_safetensors,
                                        safetensors_bytes, save_checkpoint)
@@ -47,10 +48,10 @@ def held_out_env(env: Environment) -> Environment:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is checked by torch, and a CUDA device
-    that this machine lacks is a ValueError saying so."""
+    """``"auto"`` -> CUDA when available (under torchrun GPU ``LOCAL_RANK``), else CPU; anything else is
+    checked by torch, and a CUDA device that this machine lacks is a ValueError saying so."""
     if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.default_device()
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -275,7 +276,9 @@ class RepresentationLearner:
         ``"mig"``, is that metric); the default is
         :func:`dynrep.metrics.compute.default_metrics` of the environment (discrete-factor worlds:
         MIG, DCI, SAP, FactorVAE, β-VAE, Modularity; continuous ones: MCC); ``metrics=()`` skips
-        them. Each float a metric returns is reported as ``<metric>/<key>`` (``mig`` as ``mig``).
+        them. Each float a metric returns is reported as ``<metric>/<key>`` (``mig`` as ``mig``). Under
+        torchrun every rank must call ``evaluate`` with the same arguments: each encodes its share of the
+        metrics' samples (:func:`dynrep.training.distributed.sharded`) and all get the same scores.
         ``num_train`` / ``num_test`` override every metric's sample sizes (reference defaults
         10,000 / 5,000; smaller is faster and noisier); ``options[name]`` is passed to that metric
         (e.g. ``options={"dci": {"mode": "fast"}}``; ``options={"mig": {"estimator": "chen"}}`` gives
@@ -319,10 +322,12 @@ class RepresentationLearner:
             scores.update({f"latent_prediction_error/{k}": float(latent_errors[k]) for k in prediction_steps})
         scores.update(self.model.structure_scores())
         metric_env = held_out_env(self.env) if metric_env is None else metric_env
+        # Under torchrun each rank encodes its share of the metrics' samples (the same on every rank).
+        representation, posterior = distributed.sharded(self.model.representation), distributed.sharded(self._posterior)
         for name in names:
-            result = compute(name, metric_env, self.model.representation, seed=self.seed if seed is None else seed,
+            result = compute(name, metric_env, representation, seed=self.seed if seed is None else seed,
                              num_train=num_train, num_test=num_test, device=self.device,
-                             posterior_fn=self._posterior, **(options or {}).get(name, {}))
+                             posterior_fn=posterior, **(options or {}).get(name, {}))
             scores.update(flatten_scores(name, result))
             if name == "mcc" and (options or {}).get("mcc", {}).get("alignment", "none") == "none":
                 scores.update(self._graph_scores(result["permutation"]))  # needs the permutation matching

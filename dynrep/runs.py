@@ -353,6 +353,7 @@ def resolved(config: RunConfig, learner) -> RunConfig:
 
 def _train_and_evaluate(learner, config: RunConfig, out: Path, steps: int, *, progress: bool,
                         overwrite: bool) -> dict[str, float]:
+    from dynrep.training import distributed
     from dynrep.training.evaluation import PeriodicEvaluation
     from dynrep.training.logging import loggers
     trainer, ev = config.trainer, config.evaluation
@@ -368,7 +369,8 @@ def _train_and_evaluate(learner, config: RunConfig, out: Path, steps: int, *, pr
                   safetensors=trainer.safetensors, callbacks=[*periodic, *callbacks])
     last = periodic[0].history[-1] if periodic and periodic[0].history else (None, None)
     scores = last[1] if last[0] == learner.step else evaluate()  # already done: the same weights, the same scores
-    (out / SCORES_FILE).write_text(json.dumps({"step": learner.step, "scores": scores}, indent=2) + "\n")
+    if distributed.is_main():  # under torchrun rank 0 alone writes
+        (out / SCORES_FILE).write_text(json.dumps({"step": learner.step, "scores": scores}, indent=2) + "\n")
     return scores
 
 
@@ -394,14 +396,17 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = False, overw
     ``out_dir/checkpoint`` (refused if it holds another run's checkpoint, unless ``overwrite``) and the
     final scores to ``out_dir/scores.json`` (``{"step": ..., "scores": {...}}``). ``out_dir`` must be new, empty
     or a run folder: anything else is a :class:`~dynrep.training.CheckpointError` before any file is written.
+    Under torchrun every rank trains and evaluates; rank 0 alone checks and writes the folder.
     """
+    from dynrep.training import distributed
     from dynrep.training.checkpoint import check_destination
     out = Path(out_dir)
     learner = build_learner(config)
-    _check_run_folder(out)
-    check_destination(out / CHECKPOINT_DIR, run_id=learner.run_id, overwrite=overwrite)  # before run.yaml
-    (out / SCORES_FILE).unlink(missing_ok=True)  # an earlier run's scores must not pass for this run's
-    save_run_config(resolved(config, learner), out / RUN_FILE)
+    if distributed.is_main():
+        _check_run_folder(out)
+        check_destination(out / CHECKPOINT_DIR, run_id=learner.run_id, overwrite=overwrite)  # before run.yaml
+        (out / SCORES_FILE).unlink(missing_ok=True)  # an earlier run's scores must not pass for this run's
+        save_run_config(resolved(config, learner), out / RUN_FILE)
     return learner, _train_and_evaluate(learner, config, out, config.trainer.steps, progress=progress,
                                         overwrite=overwrite)
 
@@ -415,6 +420,7 @@ def resume(run_dir: str | Path, steps: int | None = None, *, progress: bool = Fa
     """
     from dynrep.checks import check_int
     from dynrep.learner import RepresentationLearner
+    from dynrep.training import distributed
     from dynrep.training.checkpoint import CheckpointError
     out = Path(run_dir)
     if not (out / RUN_FILE).is_file():
@@ -434,5 +440,6 @@ def resume(run_dir: str | Path, steps: int | None = None, *, progress: bool = Fa
         remaining = check_int("--steps", steps, 1)
         config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer,
                                                                          steps=learner.step + remaining))
-        save_run_config(config, out / RUN_FILE)
+        if distributed.is_main():
+            save_run_config(config, out / RUN_FILE)
     return learner, _train_and_evaluate(learner, config, out, remaining, progress=progress, overwrite=False)

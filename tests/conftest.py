@@ -59,6 +59,7 @@ def png_bytes_ok(path) -> bool:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "end_to_end: trains a full-size model for a few hundred steps (slow)")
+    config.addinivalue_line("markers", "slow: starts several processes (seconds each); runs in CI")
 
 
 @pytest.fixture

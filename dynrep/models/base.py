@@ -157,6 +157,9 @@ class RepresentationModel(nn.Module, abc.ABC):
     has_dynamics: ClassVar[bool] = False
     #: False for encoder-only models (contrastive ones): no ``self.decoder``, no reconstructions.
     has_decoder: ClassVar[bool] = True
+    #: Why the model cannot train under DDP (torchrun), or None: then each rank's loss must be the model's
+    #: estimator on its share of the batch (see :mod:`dynrep.training.distributed`).
+    ddp_unsupported: ClassVar[str | None] = None
 
     def __init__(self, env, config: ModelConfig):
         super().__init__()

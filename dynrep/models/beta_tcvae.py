@@ -212,6 +212,9 @@ class BetaTCVAE(VAE):
     ``total_correlation``, ``dimwise_kl`` (batch means).
     """
 
+    ddp_unsupported = ("its minibatch estimators of log q(z) read every pair of the batch and their bias "
+                       "depends on the batch size, so ranks' shares do not estimate the global batch's loss")
+
     @dataclass
     class Config(VAE.Config):
         lr: float = 1e-3

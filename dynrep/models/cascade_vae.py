@@ -97,6 +97,9 @@ def balanced_assignment(costs: np.ndarray, balance: float) -> np.ndarray:
 class CascadeVAE(VAE):
     """Continuous latents with an information-cascade KL schedule and one balanced categorical latent."""
 
+    ddp_unsupported = ("its balanced category assignment is solved over the whole batch, which no rank holds "
+                       "under DDP")
+
     @dataclass
     class Config(VAE.Config):
         latent_dim: int = 6

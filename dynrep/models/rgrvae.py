@@ -130,6 +130,9 @@ class RGrVAE(ForwardVAE):
     matched the true action on 77% of transitions.
     """
 
+    ddp_unsupported = ("its policy statistics (the policy_entropy and action_marginal buffers) are running "
+                       "averages updated from each rank's own batch, so the ranks' models would drift apart")
+
     @dataclass
     class Config(ForwardVAE.Config):
         """Painter et al.'s CLI defaults: latent 4, batch 128, Adam 1e-3, β 1, γ = β = 1, group

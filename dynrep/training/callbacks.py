@@ -22,6 +22,10 @@ from dynrep.checks import check_int
 class Callback:
     """Base class with no-op hooks."""
 
+    #: True for callbacks that write files or print (progress, checkpoints, loggers): under torchrun they run
+    #: on rank 0 alone (:func:`dynrep.training.distributed.callbacks_for_rank`); the others run on every rank.
+    main_process_only: bool = False
+
     def on_train_begin(self, trainer, steps: int) -> None:
         pass
 
@@ -58,6 +62,8 @@ class NaNGuard(Callback):
 class ProgressBar(Callback):
     """tqdm bar over the steps of one ``train`` call, showing the loss terms every ``every`` steps."""
 
+    main_process_only = True
+
     def __init__(self, every: int = 10):
         self.every = every
         self.bar = None
@@ -84,6 +90,8 @@ class ProgressBar(Callback):
 class Checkpoint(Callback):
     """Calls ``save()`` every ``every`` steps (if given) and when training ends, whatever the reason (an
     interruption and a non-finite loss included: the state saved then is the last finite step's)."""
+
+    main_process_only = True
 
     def __init__(self, save: Callable[[], None], every: int | None = None):
         self.save = save

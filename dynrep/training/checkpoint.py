@@ -30,6 +30,7 @@ from typing import Any, Iterator
 import torch
 
 from dynrep import __version__
+from dynrep.training import distributed
 
 CONFIG_FILE, STATE_FILE, WEIGHTS_FILE = "config.json", "state.pt", "model.safetensors"
 _CHECKSUMS = ("state_sha256", "config_sha256")
@@ -163,8 +164,11 @@ def check_destination(path: str | Path, *, run_id: str | None = None, overwrite:
     """Raise CheckpointError now, before any training, if a checkpoint of about ``size`` bytes could not
     be saved at ``path``: it is a file or a directory of other things, it holds another run's checkpoint
     (unless ``overwrite``), it or its parent cannot be written, or the filesystem lacks the space.
-    Creates the parent directories. Returns the resolved path."""
+    Creates the parent directories. Returns the resolved path. Under torchrun only rank 0 checks (it alone
+    saves: :mod:`dynrep.training.distributed`)."""
     path = _resolved(path)
+    if not distributed.is_main():
+        return path
     _check_owner(path, _existing(path), run_id, overwrite)
     _check_writable(path)
     try:
@@ -206,8 +210,11 @@ def save_checkpoint(path: str | Path, config: dict[str, Any], state: dict[str, A
     ``overwrite``, of any run: anything else is never replaced (CheckpointError). ``dynrep_version`` and
     the checksums are added to the config. A symlink is followed. Concurrent saves and loads of one
     directory are serialised; a failed or killed save leaves the previous checkpoint readable.
+    Under torchrun only rank 0 writes (the other ranks return ``path`` at once).
     """
     path = _resolved(path)
+    if not distributed.is_main():
+        return path
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()

@@ -34,6 +34,8 @@ def metrics_path(checkpoint_dir: str | Path) -> Path:
 class _Cadence(Callback, abc.ABC):
     """Shared by the loggers: which steps to log, the steps/s since the last logged step, the rates."""
 
+    main_process_only = True  # under torchrun rank 0 alone writes
+
     def __init__(self, every: int):
         self.every = check_int("every", every, 1)
         self.last_logs: dict[str, float] | None = None

@@ -10,6 +10,7 @@ import torch
 
 from dynrep.checks import check_int, check_seconds
 from dynrep.schedules import staircase_decay
+from dynrep.training import distributed
 from dynrep.training.callbacks import Callback, NaNGuard, NonFiniteLossError
 from dynrep.training.signals import StopSignals, TrainingInterrupted
 
@@ -40,6 +41,10 @@ class Trainer:
     (:func:`decayed_groups`) and, if ``lr_decay_steps`` is set, each group's learning rate times
     ``lr_decay_rate ** (step // lr_decay_steps)``. Everything that determines the next step
     is in :meth:`state_dict`, so a restored trainer continues exactly.
+
+    Under ``torchrun`` (:mod:`dynrep.training.distributed`) ``batch_size`` is the global batch (each rank draws
+    its share), the gradients and the logged terms are averaged over the ranks, each step's data and noise
+    come from generators seeded with ``[seed, rank, step]`` and only rank 0 runs the writing callbacks.
     """
 
     def __init__(self, model, env, *, seed: int, device: torch.device):
@@ -52,13 +57,19 @@ class Trainer:
         #: The callbacks of the running (or last) ``fit``'s steps, NaNGuard first: who hears ``on_evaluation``.
         self.callbacks: list[Callback] = []
         self.step = 0
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.history: dict[str, list[float]] = {}
+        self._ddp = None  # the DistributedDataParallel wrapper of a multi-process fit
+        self._signal: str | None = None  # the signal a multi-process run stopped for (on any rank)
 
     def sample_batch(self):
+        """This step's episodes: ``batch_size`` of them (``batch_size / world_size`` on each rank under
+        torchrun)."""
         c = self.model.config
-        batch = self.env.sample_trajectories(c.batch_size, c.episode_length, self.rng, c.max_action_magnitude)
+        size = distributed.local_batch_size(c.batch_size) if self._ddp is not None else c.batch_size
+        batch = self.env.sample_trajectories(size, c.episode_length, self.rng, c.max_action_magnitude)
         return batch.to(self.device)
 
     def fit(self, steps: int, *, time_limit: float | None = None,
@@ -73,7 +84,20 @@ class Trainer:
         """
         steps = check_int("steps", steps, 0)
         time_limit = check_seconds("time_limit", time_limit)
-        callbacks = [NaNGuard(), *callbacks]
+        if distributed.init():
+            with distributed.collectives():
+                return self._fit(steps, time_limit, callbacks)
+        return self._fit(steps, time_limit, callbacks)
+
+    def _fit(self, steps: int, time_limit: float | None, callbacks: Sequence[Callback]) -> dict[str, list[float]]:
+        if distributed.is_active():
+            distributed.check_model(self.model)
+            distributed.local_batch_size(self.model.config.batch_size)
+            # A new wrapper per call: a step that stopped after its forward pass (time limit, signal, NaN)
+            # leaves the old one waiting for a backward pass.
+            self._ddp = None
+            self._ddp = distributed.wrap(self.model, self.device)
+        callbacks = [NaNGuard(), *distributed.callbacks_for_rank(callbacks)]
         for cb in callbacks:
             cb.on_train_begin(self, steps)
         with StopSignals() as stop:
@@ -81,18 +105,34 @@ class Trainer:
                 reason = self._run(steps, time_limit, callbacks, stop)
             except NonFiniteLossError:
                 self._end(callbacks, "non_finite")
+                distributed.barrier()
                 raise
             self._end(callbacks, reason)
-        if stop.received:
-            raise TrainingInterrupted(f"training stopped by {stop.received} at step {self.step}", stop.received,
-                                      self.step)
+            distributed.barrier()  # every rank returns once rank 0's final checkpoint is written
+        if reason == "interrupted":
+            name = stop.received or self._signal
+            raise TrainingInterrupted(f"training stopped by {name} at step {self.step}", name, self.step)
         return self.history
+
+    def _stop_flags(self, stop: StopSignals, start: float, time_limit: float | None) -> list[bool]:
+        """``[time limit reached, SIGINT received, SIGTERM received]`` on this rank."""
+        return [time_limit is not None and time.monotonic() - start >= time_limit, stop.received == "SIGINT",
+                stop.received == "SIGTERM"]
+
+    def _agreed_stop(self, flags: list[bool]) -> str | None:
+        """Why every rank stops now, from the flags any rank raised (signals first), or None."""
+        if flags[1] or flags[2]:
+            self._signal = "SIGINT" if flags[1] else "SIGTERM"
+            return "interrupted"
+        return "time_limit" if flags[0] else None
 
     def _run(self, steps: int, time_limit: float | None, callbacks: list[Callback], stop: StopSignals) -> str:
         """The steps; returns why they ended."""
         self.callbacks = callbacks
         start = time.monotonic()
         self.model.train()
+        if self._ddp is not None:
+            return self._run_ranks(steps, time_limit, callbacks, stop, start)
         for _ in range(steps):
             if stop.received:
                 return "interrupted"
@@ -102,18 +142,40 @@ class Trainer:
             names = ["loss", *out.terms]
             logs = dict(zip(names, torch.stack([out.total.detach(), *(t.detach() for t in out.terms.values())])
                             .tolist()))
-            for cb in callbacks:
-                cb.on_loss(self, logs)
-            self.optimizer.zero_grad(set_to_none=True)
-            out.total.backward()
-            self.set_learning_rates()
-            self.optimizer.step()
-            self.step += 1
-            for name, value in logs.items():
-                self.history.setdefault(name, []).append(value)
-            for cb in callbacks:
-                cb.on_step_end(self, logs)
+            self._update(out, logs, callbacks)
         return "interrupted" if stop.received else "steps"
+
+    def _run_ranks(self, steps: int, time_limit: float | None, callbacks: list[Callback], stop: StopSignals,
+                   start: float) -> str:
+        """The steps of a multi-process run: a stop any rank asks for (signal, time limit) is agreed on in the
+        all-reduce of the loss terms, before the update, so every rank stops at the same step."""
+        for _ in range(steps):
+            self.rng, self.generator = distributed.step_generators(self.seed, self.step, self.device)
+            out = self._ddp(self.sample_batch(), self.step, self.generator)
+            names = ["loss", *out.terms]
+            values, flags = distributed.all_reduce_mean(
+                torch.stack([out.total.detach(), *(t.detach() for t in out.terms.values())]),
+                self._stop_flags(stop, start, time_limit))
+            reason = self._agreed_stop(flags)
+            if reason is not None:
+                return reason
+            self._update(out, dict(zip(names, values.tolist())), callbacks)
+        _, flags = distributed.all_reduce_mean(torch.zeros(0, device=self.device), self._stop_flags(stop, start, None))
+        return self._agreed_stop(flags) or "steps"
+
+    def _update(self, out, logs: dict[str, float], callbacks: list[Callback]) -> None:
+        """Callbacks' ``on_loss``, the backward pass and optimiser step, the history, ``on_step_end``."""
+        for cb in callbacks:
+            cb.on_loss(self, logs)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.total.backward()
+        self.set_learning_rates()
+        self.optimizer.step()
+        self.step += 1
+        for name, value in logs.items():
+            self.history.setdefault(name, []).append(value)
+        for cb in callbacks:
+            cb.on_step_end(self, logs)
 
     def _end(self, callbacks: list[Callback], reason: str) -> None:
         self.model.eval()
