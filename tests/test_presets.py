@@ -4,6 +4,8 @@ list, show and run them."""
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import pytest
 import yaml
@@ -133,7 +135,7 @@ def test_preset_parses_round_trips_and_documents_itself(name, tmp_path):
     assert text.startswith("# ") and presets.describe_presets()[name] == text.splitlines()[0][2:]
     assert runs.run_config_from_dict(yaml.safe_load(text)) == config
     comments = "\n".join(line for line in text.splitlines() if line.startswith("#"))
-    assert "Paper:" in comments and ("-small" in name or "Settings" in comments)
+    assert "Paper:" in comments and ("# Runtime: about " if name.endswith("-small") else "# Settings") in comments
 
 
 @pytest.mark.parametrize("name", FULL)
@@ -239,3 +241,15 @@ def test_cli_train_preset_applies_overrides(capsys, tmp_path, one_thread):
     assert (recorded.trainer.steps, recorded.trainer.seed, recorded.model.config["lr"]) == (2, 3, 0.005)
     assert recorded.env.args["size"] == [10, 10] and recorded.model.config["mlp_hidden"] == [64]  # the preset's
     assert "trained 2 steps" in capsys.readouterr().out
+
+
+def test_the_readme_preset_commands_name_presets_and_valid_overrides():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("### Presets", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line.split("#")[0]) for line in block.splitlines()]
+    shown = [words[3] for words in commands if words[1:3] == ["presets", "--show"]]
+    trained = [words for words in commands if words[1] == "train" and words[2].startswith(presets.PRESET_PREFIX)]
+    assert shown == ["quessard-flatland"] and len(trained) == 2
+    for words in trained:
+        overrides = [word for word in words[3:] if "=" in word and not word.startswith("--")]
+        runs.apply_overrides(runs.load_run_config(words[2]), overrides)
