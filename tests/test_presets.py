@@ -253,3 +253,12 @@ def test_the_readme_preset_commands_name_presets_and_valid_overrides():
     for words in trained:
         overrides = [word for word in words[3:] if "=" in word and not word.startswith("--")]
         runs.apply_overrides(runs.load_run_config(words[2]), overrides)
+
+
+def test_a_run_on_a_split_resumes_on_its_training_part(tmp_path, data_dir, one_thread):
+    config = with_data(presets.load_preset("montero-beta-vae-dsprites-small"), data_dir,
+                       ["trainer.steps=2", "evaluation.metrics=[]"])
+    runs.run(config, tmp_path / "run")
+    learner, _ = runs.resume(tmp_path / "run", steps=1)
+    assert learner.step == 3 and (learner.env.name, learner.env.part) == ("dsprites/recomb2range/sqr2tx", "train")
+    assert runs.load_run_config(tmp_path / "run" / runs.RUN_FILE).env.split == "dsprites/recomb2range/sqr2tx"
