@@ -4,7 +4,11 @@ list, show and run them."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -262,3 +266,23 @@ def test_a_run_on_a_split_resumes_on_its_training_part(tmp_path, data_dir, one_t
     learner, _ = runs.resume(tmp_path / "run", steps=1)
     assert learner.step == 3 and (learner.env.name, learner.env.part) == ("dsprites/recomb2range/sqr2tx", "train")
     assert runs.load_run_config(tmp_path / "run" / runs.RUN_FILE).env.split == "dsprites/recomb2range/sqr2tx"
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_ships_every_preset(tmp_path):
+    """The presets are package data: a wheel built from a copy of the sources and installed elsewhere lists and
+    loads them all (``pip install . --target DIR --no-deps``, offline)."""
+    root, src = Path(__file__).parents[1], tmp_path / "src"
+    shutil.copytree(root / "dynrep", src / "dynrep", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel")],
+                   check=True, capture_output=True, timeout=300)
+    subprocess.run([*pip, "install", *(tmp_path / "wheel").glob("*.whl"), "--no-deps", "--target",
+                    str(tmp_path / "site")], check=True, capture_output=True, timeout=300)
+    code = "from dynrep import presets; print(presets.__file__); print(*presets.list_presets())"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    where, names = result.stdout.splitlines()
+    assert where.startswith(str(tmp_path / "site")) and names.split() == PRESETS
