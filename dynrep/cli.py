@@ -1,4 +1,4 @@
-"""The ``dynrep`` command: demo, train, resume, evaluate, animate, list, download.
+"""The ``dynrep`` command: demo, train, resume, evaluate, animate, list, presets, download.
 
 Every error a user can cause ends in one line on stderr, ``dynrep COMMAND: error: ...``, and an exit code:
 see :data:`EXIT_CODES`.
@@ -173,6 +173,18 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _presets(args: argparse.Namespace) -> int:
+    from dynrep import presets
+    if args.show is not None:
+        print(presets.preset_text(args.show), end="")
+        return 0
+    descriptions = presets.describe_presets()
+    width = max(map(len, descriptions))
+    for name, description in descriptions.items():
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
 def _download(args: argparse.Namespace) -> int:
     from dynrep.data.download import download
     print(download(args.name, dest=args.dest, force=args.force, progress=not args.quiet, url=args.url))
@@ -210,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model: from a run config file (a run folder) or from flags (a "
                                       "checkpoint directory)")
-    p.add_argument("config", nargs="?", default=None, help="run config, YAML or .json (optional: without it the "
-                                                            "flags describe the run)")
+    p.add_argument("config", nargs="?", default=None, help="run config, YAML or .json, or preset:NAME (dynrep "
+                                                            "presets); optional: without it the flags describe the run")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted overrides of the run config (model.config.beta=4 trainer.steps=2000)")
     p.add_argument("--env", default=None, help="environment (default: gridworld)")
@@ -262,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered environments and models")
     p.set_defaults(func=_list)
+
+    p = sub.add_parser("presets", help="list the packaged run configs (dynrep train preset:NAME), or print one")
+    p.add_argument("--show", default=None, metavar="NAME", help="print preset NAME's YAML (to copy and edit)")
+    p.set_defaults(func=_presets)
 
     from dynrep.data.download import DATASETS
     p = sub.add_parser("download", help="download and verify a dataset into $DYNREP_DATA (~/.cache/dynrep)")

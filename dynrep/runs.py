@@ -90,14 +90,39 @@ def _type_name(hint: Any) -> str:
 
 @dataclass
 class EnvConfig:
-    """The environment: a registered name (``dynrep.list_envs()``) and its constructor arguments."""
+    """The environment: a registered name (``dynrep.list_envs()``) and its constructor arguments; with
+    ``split`` (``dynrep.envs.splits.list_splits()``, e.g. ``"shapes3d/recomb2range/shape2ohue"``) and its
+    dataset's ``modifiers``, the training part of that combinatorial-generalisation split."""
 
     name: str = "gridworld"
     args: dict[str, Any] = field(default_factory=dict)
+    split: str | None = None
+    modifiers: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         env_arguments(self.name, self.args)
         self.args = _plain(self.args)
+        _check_split(self.name, self.split, self.modifiers)
+        self.modifiers = _plain(self.modifiers)
+
+
+def _check_split(env: str, split: str | None, modifiers: Sequence[str]) -> None:
+    """ValueError unless ``split`` is None or a split of environment ``env`` (or ``env`` itself, for its
+    ``modifiers`` alone) and every modifier is one of that dataset's."""
+    from dynrep.envs.splits import list_modifiers, list_splits
+    if split is None:
+        if modifiers:
+            raise ValueError(f"env.modifiers {list(modifiers)!r} need an env.split (e.g. env.split={env})")
+        return
+    names = [name for name in list_splits() if name.split("/")[0] == env]
+    if split != env and split not in names:
+        raise ValueError(f"env.split {split!r} is not a split of environment {env!r}; its splits are "
+                         f"{', '.join(names) or 'none'}")
+    allowed = list_modifiers(env)
+    unknown = [m for m in modifiers if m not in allowed]
+    if unknown:
+        raise ValueError(f"env.modifiers: {unknown[0]!r} is not a modifier of {env!r}; its modifiers are "
+                         f"{', '.join(allowed) or 'none'}")
 
 
 @dataclass
@@ -218,8 +243,12 @@ def run_config_from_dict(values: dict[str, Any]) -> RunConfig:
 
 
 def load_run_config(path: str | Path) -> RunConfig:
-    """Read a run config from a ``.json`` file or YAML (any other suffix); ``save_run_config`` then
-    ``load_run_config`` gives an equal object."""
+    """Read a run config from a ``.json`` file or YAML (any other suffix), or the packaged preset NAME for
+    ``"preset:NAME"`` (:mod:`dynrep.presets`); ``save_run_config`` then ``load_run_config`` gives an equal
+    object."""
+    from dynrep.presets import PRESET_PREFIX, preset_path
+    if isinstance(path, str) and path.startswith(PRESET_PREFIX):
+        path = preset_path(path[len(PRESET_PREFIX):])
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"run config {str(path)!r} {'is a directory' if path.is_dir() else 'does not exist'}: give "
@@ -293,6 +322,8 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
         node[parts[-1]] = value
         if dotted in ("model.name", "env.name") and value != previous:  # the old settings were for the old one
             values[parts[0]]["config" if parts[0] == "model" else "args"] = {}
+            if parts[0] == "env":
+                values["env"].update(split=None, modifiers=[])
         try:
             _check_section(values, parts[0])
         except (ValueError, KeyError) as err:  # KeyError: an unknown model or environment name
@@ -340,6 +371,8 @@ def build_learner(config: RunConfig):
     if config.trainer.threads is not None:
         torch.set_num_threads(config.trainer.threads)
     env = make_env(config.env.name, **config.env.args)
+    if config.env.split is not None:
+        env = env.split(config.env.split, config.env.modifiers)[0]
     return RepresentationLearner(env, config.model.name, seed=config.trainer.seed, device=config.trainer.device,
                                  **config.model.config)
 
@@ -347,7 +380,7 @@ def build_learner(config: RunConfig):
 def resolved(config: RunConfig, learner) -> RunConfig:
     """``config`` with every environment argument and model setting spelled out, as ``learner`` (built from
     it) uses them: what run.yaml records."""
-    return dataclasses.replace(config, env=EnvConfig(config.env.name, learner.env.get_config()),
+    return dataclasses.replace(config, env=dataclasses.replace(config.env, args=learner.env.get_config()),
                                model=ModelConfig(config.model.name, config_to_dict(learner.model.config)))
 
 
