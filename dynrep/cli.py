@@ -281,8 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "model.config.channels=[8,8],[16,16]); KEY=VALUE without one applies to every point")
     p.add_argument("--out", required=True, help="sweep folder (sweep.yaml, one run folder per point, summary.csv, "
                                                 "summary.png)")
-    p.add_argument("--jobs", type=int, default=1, help="points at once: local processes (1: in this process) or "
-                                                       "submitit array tasks")
+    p.add_argument("--jobs", type=int, default=None, help="points at once: local processes (default 1: in this "
+                                                          "process) or submitit array tasks (default: all)")
     p.add_argument("--launcher", choices=["local", "submitit"], default="local",
                    help="local processes, or a Slurm job array through submitit (pip install dynrep[submitit])")
     p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",

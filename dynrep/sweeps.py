@@ -266,13 +266,18 @@ def run_point(sweep_dir: str, name: str, threads: int | None = None) -> dict[str
     """Train point ``name`` of the sweep in folder ``sweep_dir`` (plain values: this is what a submitit job
     or a local worker process calls): skipped if finished, resumed from its checkpoint if it has one, else
     :func:`dynrep.runs.run` of its config (with ``trainer.threads = threads`` where the config leaves it
-    unset). Returns ``{"name", "state"}`` (``state`` as :func:`point_state` found it) plus the run's
-    ``"step"``."""
+    unset); a point killed after its last step but before its scores is only evaluated. Returns ``{"name",
+    "state"}`` (``state`` as :func:`point_state` found it) plus the run's ``"step"``."""
     sweep = load(sweep_dir)
     config = sweep.config(name, threads)
     out = sweep.out / name
     state, step = point_state(out, config.trainer.steps)
-    if state == "resume":
+    if state == "resume" and step >= config.trainer.steps:  # killed while evaluating: evaluate only
+        from dynrep.learner import RepresentationLearner
+        recorded = runs.load_run_config(out / runs.RUN_FILE)
+        learner = RepresentationLearner.load(out / runs.CHECKPOINT_DIR, device=recorded.trainer.device)
+        runs._train_and_evaluate(learner, recorded, out, 0, progress=False, overwrite=False)
+    elif state == "resume":
         learner, _ = runs.resume(out)
         step = learner.step
     elif state == "new":
@@ -380,11 +385,12 @@ def _slurm_parameters(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def check_launcher(launcher: str, jobs: int, slurm: Sequence[str] = (), cluster: str | None = None) -> None:
+def check_launcher(launcher: str, jobs: int | None, slurm: Sequence[str] = (), cluster: str | None = None) -> None:
     """Check the launcher arguments of :func:`run_sweep` before anything is written: ValueError for a bad
     value, ImportError (one line) for ``launcher="submitit"`` without submitit installed."""
     from dynrep.checks import check_int
-    check_int("--jobs", jobs, 1)
+    if jobs is not None:
+        check_int("--jobs", jobs, 1)
     if launcher not in ("local", "submitit"):
         raise ValueError(f"--launcher must be local or submitit, got {launcher!r}")
     if launcher == "local":
@@ -413,9 +419,9 @@ def _executor(sweep: Sweep, slurm: Sequence[str], cluster: str | None, jobs: int
 
 
 def submit(sweep: Sweep, names: Sequence[str], *, slurm: Sequence[str] = (), cluster: str | None = None,
-           jobs: int = 256, threads: int | None = None, report: Callable[..., None] = lambda *a: None) -> None:
+           jobs: int | None = None, threads: int | None = None, report: Callable[..., None] = lambda *a: None) -> None:
     """Run points ``names`` of ``sweep`` as one submitit job array (:func:`run_point` per task), ``jobs``
-    tasks at once, and wait for them, reporting each.
+    tasks at once (None: all), and wait for them, reporting each.
 
     ``cluster``: ``"slurm"``, ``"local"`` (submitit's local executor: processes on this machine) or None
     (submitit's choice: Slurm when its commands are found). ``slurm``: ``KEY=VALUE`` parameters, submitit's
@@ -424,7 +430,7 @@ def submit(sweep: Sweep, names: Sequence[str], *, slurm: Sequence[str] = (), clu
     ``threads`` (torch threads of a point whose ``trainer.threads`` is unset) defaults to ``cpus_per_task``
     (1 when not given).
     """
-    executor = _executor(sweep, slurm, cluster, jobs)
+    executor = _executor(sweep, slurm, cluster, jobs or len(names))
     if threads is None:
         threads = int(_slurm_parameters(slurm).get("cpus_per_task", 1))
     with executor.batch():
@@ -447,15 +453,15 @@ def submit(sweep: Sweep, names: Sequence[str], *, slurm: Sequence[str] = (), clu
         time.sleep(0.2)
 
 
-def run_sweep(sweep: Sweep, *, jobs: int = 1, launcher: str = "local", slurm: Sequence[str] = (),
+def run_sweep(sweep: Sweep, *, jobs: int | None = None, launcher: str = "local", slurm: Sequence[str] = (),
               cluster: str | None = None, stream=None) -> dict[str, str]:
     """Run every point of ``sweep`` that is not finished, print one line per point started, skipped, finished
     or failed (to ``stream``, stdout by default), then write the summary (:func:`summarize`). Returns
     ``{name: "skipped" | "finished" | "failed: <reason>"}``; a failed point does not stop the others.
 
-    ``launcher="local"``: ``jobs=1`` runs the points one after the other in this process, ``jobs=N`` as N
-    parallel processes; each point gets ``trainer.threads`` or else :func:`default_threads` ``(jobs)`` torch
-    threads. ``launcher="submitit"``: :func:`submit` (``jobs`` array tasks at once).
+    ``launcher="local"``: ``jobs=1`` (or None) runs the points one after the other in this process, ``jobs=N``
+    as N parallel processes; each point gets ``trainer.threads`` or else :func:`default_threads` ``(jobs)`` torch
+    threads. ``launcher="submitit"``: :func:`submit` (``jobs`` array tasks at once, None: all).
     """
     check_launcher(launcher, jobs, slurm, cluster)
     stream = stream or sys.stdout
@@ -473,6 +479,8 @@ def run_sweep(sweep: Sweep, *, jobs: int = 1, launcher: str = "local", slurm: Se
             results[name] = event if event != "failed" else f"failed: {detail}"
 
     todo = [name for name in names if states[name][0] != "finished"]
+    if jobs is None:
+        jobs = 1 if launcher == "local" else max(1, len(todo))
     counts = {state: sum(s == state for s, _ in states.values()) for state in ("new", "resume", "finished")}
     threads = default_threads(jobs)
     how = ("in this process" if jobs == 1 else f"{jobs} parallel processes") if launcher == "local" else (

@@ -228,6 +228,14 @@ def test_unfinished_points_are_in_the_csv_without_metrics(tmp_path, one_thread):
     assert sweeps.point_state(sweep.out / "seed=1", 2) == ("new", None)  # run.yaml alone: starts over
     assert sweeps.run_point(str(sweep.out), "seed=1")["state"] == "new"
     assert sweeps.run_point(str(sweep.out), "seed=1") == {"name": "seed=1", "state": "finished", "step": 2}
+    # killed after its last step, before its scores: evaluated only, from the checkpoint
+    before = checkpoint(sweep.out / "seed=0")
+    (sweep.out / "seed=0" / "scores.json").unlink()
+    assert sweeps.point_state(sweep.out / "seed=0", 2) == ("resume", 2)
+    assert sweeps.run_point(str(sweep.out), "seed=0") == {"name": "seed=0", "state": "resume", "step": 2}
+    assert json.loads((sweep.out / "seed=0" / "scores.json").read_text())["scores"] == {
+        "reconstruction_error": float(lines[0]["reconstruction_error"])}
+    assert_same_run(checkpoint(sweep.out / "seed=0"), before)
 
 
 # -- wall time -------------------------------------------------------------------------------
@@ -265,7 +273,7 @@ def point_pids(out: Path, name: str) -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the point's process in /proc")
 def test_a_killed_point_resumes_bitwise_and_finished_points_are_skipped(capsys, tmp_path, one_thread, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
-    runs.save_run_config(tiny_config(steps=60, checkpoint_every=4), tmp_path / "run.yaml")
+    runs.save_run_config(tiny_config(steps=60, checkpoint_every=4, log_every=2), tmp_path / "run.yaml")
     out = tmp_path / "sweep"
     argv = ["sweep", str(tmp_path / "run.yaml"), "seed=0,1", "model.config.lr=0.01,0.02", "--out", str(out),
             "--jobs", "2"]
@@ -290,8 +298,11 @@ def test_a_killed_point_resumes_bitwise_and_finished_points_are_skipped(capsys, 
     assert rows[last]["status"] == "unfinished" and rows[last]["reconstruction_error"] == ""
     assert int(rows[last]["step"]) >= killed and [r["status"] for r in rows.values()].count("finished") == 3
     finished = {name: (out / name / "scores.json").read_text() for name in rows if name != last}
+    killed_call = runs._logged_seconds(out / last / "checkpoint.metrics.jsonl", int(rows[last]["step"]))
+    assert killed_call > 0  # lines every 2 steps, up to the checkpoint's step
 
-    assert cli.main(argv) == 0  # the rerun: three skipped, the killed point resumed from its checkpoint
+    # the rerun (--jobs is not part of the grid: here in this process): three skipped, the killed one resumed
+    assert cli.main([*argv[:-2], "--jobs", "1"]) == 0
     again = capsys.readouterr().out
     assert again.count(" skipped  ") == 3 and f"[4/4] resumed  {out / last} (from step " in again
     assert f"[4/4] finished {out / last}" in again
@@ -300,7 +311,9 @@ def test_a_killed_point_resumes_bitwise_and_finished_points_are_skipped(capsys, 
     assert recorded == runs.resolved(sweeps.load(out).config(last), runs.build_learner(recorded))
     straight, _ = runs.run(recorded, tmp_path / "straight")
     assert_same_run(checkpoint(out / last), straight)
-    assert json.loads((out / last / "scores.json").read_text())["step"] == 60
+    scores = json.loads((out / last / "scores.json").read_text())
+    resumed_call = [json.loads(line) for line in open(out / f"{last}/checkpoint.metrics.jsonl")][-1]["elapsed_s"]
+    assert scores["step"] == 60 and scores["wall_time_s"] > killed_call + resumed_call  # the killed call counts
 
 
 # -- submitit --------------------------------------------------------------------------------
@@ -319,3 +332,14 @@ def test_submitit_local_executor_runs_the_same_points(capsys, tmp_path, run_yaml
         assert_same_run(checkpoint(out / name), straight)
     assert [row["status"] for row in csv.DictReader(open(out / "summary.csv"))] == ["finished", "finished"]
     assert (out / "submitit").is_dir()
+
+
+def test_the_readme_sweep_is_a_valid_grid(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    (tmp_path / "gw.yaml").write_text(readme.split("```yaml\n# gw.yaml\n", 1)[1].split("```", 1)[0])
+    command = readme.split("### Sweeps\n\n```bash\n", 1)[1].splitlines()[0].split()
+    assert command[:3] == ["dynrep", "sweep", "gw.yaml"] and command[-4:] == ["--out", "runs/sweep", "--jobs", "2"]
+    sweep = sweeps.prepare(tmp_path / "gw.yaml", command[3:-4], tmp_path / "sweep")
+    assert list(sweep.points) == [f"seed={seed},lr={lr}" for seed in range(3) for lr in ("0.001", "0.0001")]
+    assert sweep.base.trainer.steps == 2000 and sweep.config("seed=2,lr=0.0001").model.config["lr"] == 1e-4
+    assert (tmp_path / "sweep" / "sweep.yaml").is_file()
