@@ -149,6 +149,7 @@ class Sweep:
         return config
 
     def to_dict(self) -> dict[str, Any]:
+        """What ``sweep.yaml`` holds: ``{"config": base as a dict, "sweep": grid, "points": points}``."""
         return {"config": runs.run_config_to_dict(self.base), "sweep": self.grid, "points": self.points}
 
 
@@ -561,7 +562,7 @@ def summary_figure(rows: Sequence[dict[str, Any]], grid: dict[str, list[Any]]):
     if not done or not metrics:
         return None
     axes_keys = [key for key in grid if key != "trainer.seed"] or list(grid)
-    columns = len(axes_keys) * max(1, 4 // len(axes_keys))  # the panels of a few metrics side by side
+    columns = min(len(axes_keys) * max(1, 4 // len(axes_keys)), len(axes_keys) * len(metrics))  # a few metrics a row
     rows_ = math.ceil(len(metrics) * len(axes_keys) / columns)
     fig = Figure(figsize=(3.6 * columns, 2.8 * rows_), layout="constrained")
     grid_axes = fig.subplots(rows_, columns, squeeze=False).ravel()
@@ -583,8 +584,10 @@ def summary_figure(rows: Sequence[dict[str, Any]], grid: dict[str, list[Any]]):
             else:
                 sns.pointplot(frame, x="x", y=metric, hue=hue, order=order, errorbar="sd", ax=ax, dodge=bool(hue))
             ax.set_xlabel(key)
-            if ax.get_legend() is not None and (line or column):
-                ax.get_legend().remove()  # one legend per figure: the first panel's
+            if ax.get_legend() is not None and line:
+                ax.get_legend().remove()  # one legend per swept key: its first panel's
+            elif ax.get_legend() is not None:
+                ax.get_legend().set_title("")  # the labels name the keys
     return fig
 
 

@@ -228,6 +228,11 @@ def test_unfinished_points_are_in_the_csv_without_metrics(tmp_path, one_thread):
     assert sweeps.point_state(sweep.out / "seed=1", 2) == ("new", None)  # run.yaml alone: starts over
     assert sweeps.run_point(str(sweep.out), "seed=1")["state"] == "new"
     assert sweeps.run_point(str(sweep.out), "seed=1") == {"name": "seed=1", "state": "finished", "step": 2}
+    # scores at fewer steps than trainer.steps (a time limit): partial, and a rerun continues it
+    scores = json.loads((sweep.out / "seed=1" / "scores.json").read_text())
+    (sweep.out / "seed=1" / "scores.json").write_text(json.dumps({**scores, "step": 1}))
+    assert sweeps.summary_rows(sweep.out)[1]["status"] == "partial"
+    assert sweeps.point_state(sweep.out / "seed=1", 2) == ("resume", 2)
     # killed after its last step, before its scores: evaluated only, from the checkpoint
     before = checkpoint(sweep.out / "seed=0")
     (sweep.out / "seed=0" / "scores.json").unlink()
