@@ -452,8 +452,9 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = False, overw
 
     Writes the resolved config to ``out_dir/run.yaml`` before the first step, checkpoints into
     ``out_dir/checkpoint`` (refused if it holds another run's checkpoint, unless ``overwrite``) and the
-    final scores to ``out_dir/scores.json`` (``{"step": ..., "scores": {...}, "wall_time_s": ...}``). ``out_dir`` must be new, empty
-    or a run folder: anything else is a :class:`~dynrep.training.CheckpointError` before any file is written.
+    final scores to ``out_dir/scores.json`` (``{"step": ..., "scores": {...}, "wall_time_s": ...}``). ``out_dir``
+    must be new, empty or a run folder: anything else is a :class:`~dynrep.training.CheckpointError` before any
+    file is written.
     Under torchrun every rank trains and evaluates; rank 0 alone checks and writes the folder.
     """
     from dynrep.training import distributed

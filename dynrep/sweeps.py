@@ -47,8 +47,9 @@ STATUSES = ("finished", "partial", "unfinished", "not started")
 #: key is a SlurmExecutor parameter (partition, time, mem, account, qos, constraint, array_parallelism, ...).
 SHARED_SLURM_KEYS = ("timeout_min", "mem_gb", "nodes", "cpus_per_task", "gpus_per_node", "tasks_per_node", "name")
 
-__all__ = ["ALIASES", "SHARED_SLURM_KEYS", "STATUSES", "Sweep", "check_launcher", "default_threads", "grid_points", "load", "parse_sweep", "point_names", "point_state", "prepare",
-           "run_point", "run_sweep", "split_values", "submit", "summarize", "summary_figure", "summary_rows"]
+__all__ = ["ALIASES", "SHARED_SLURM_KEYS", "STATUSES", "Sweep", "check_launcher", "default_threads", "grid_points",
+           "load", "parse_sweep", "point_names", "point_state", "prepare", "run_point", "run_sweep", "split_values",
+           "submit", "summarize", "summary_figure", "summary_rows"]
 
 
 def split_values(text: str) -> list[str]:
@@ -324,11 +325,12 @@ def _run_in_process(sweep: Sweep, names: Sequence[str], threads: int, report: Ca
 
 def _run_processes(sweep: Sweep, names: Sequence[str], jobs: int, threads: int,
                    report: Callable[..., None]) -> None:
-    """Each point as ``python -m dynrep.sweeps OUT NAME --threads T``, ``jobs`` at once, its output in
-    OUT/logs/NAME.log. SIGINT or SIGTERM stops starting points, passes the signal on to the running ones (they
-    save their checkpoints) and raises TrainingInterrupted once they have ended. SIGTERM is passed on to the
-    running points (they save their checkpoints); a Ctrl-C at the terminal reaches them by itself (they share
-    the process group), so SIGINT is not sent twice."""
+    """Each point as ``python -m dynrep.sweeps OUT NAME --threads T --parent PID``, ``jobs`` at once, its output
+    in OUT/logs/NAME.log; a point stops (SIGTERM: it saves its checkpoint) if this process dies, even by SIGKILL.
+
+    SIGINT or SIGTERM stops starting points and raises TrainingInterrupted once the running ones have ended.
+    SIGTERM is passed on to them (they save their checkpoints); a Ctrl-C at the terminal reaches them by
+    itself (they share the process group), so SIGINT is not sent twice."""
     import signal
 
     from dynrep.training import TrainingInterrupted
@@ -343,9 +345,9 @@ def _run_processes(sweep: Sweep, names: Sequence[str], jobs: int, threads: int,
                 name = pending.pop(0)
                 log = sweep.out / LOG_DIR / f"{name}.log"
                 with open(log, "ab") as f:
-                    proc = subprocess.Popen([sys.executable, "-m", "dynrep.sweeps", str(sweep.out), name,
-                                             "--threads", str(threads)], stdout=f, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env)
+                    proc = subprocess.Popen([sys.executable, "-m", "dynrep.sweeps", str(sweep.out), name, "--threads",
+                                             str(threads), "--parent", str(os.getpid())], stdout=f,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
                 running[proc] = (name, time.monotonic(), log)
                 report("started", name)
             if stop.received and not forwarded:
@@ -492,12 +494,16 @@ def run_sweep(sweep: Sweep, *, jobs: int | None = None, launcher: str = "local",
     for name in names:
         if states[name][0] == "finished":
             report("skipped", name, f"finished at step {states[name][1]}")
-    if todo and launcher == "submitit":
-        submit(sweep, todo, slurm=slurm, cluster=cluster, jobs=jobs, report=report)
-    elif todo and jobs == 1:
-        _run_in_process(sweep, todo, threads, report)
-    elif todo:
-        _run_processes(sweep, todo, jobs, threads, report)
+    try:
+        if todo and launcher == "submitit":
+            submit(sweep, todo, slurm=slurm, cluster=cluster, jobs=jobs, report=report)
+        elif todo and jobs == 1:
+            _run_in_process(sweep, todo, threads, report)
+        elif todo:
+            _run_processes(sweep, todo, jobs, threads, report)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the summary of what is there, then the exit code
+        summarize(sweep.out)
+        raise
     csv_path, png_path = summarize(sweep.out)
     print(f"summary: {csv_path}" + (f", {png_path}" if png_path else " (no finished point to plot)"), file=stream)
     failed = [name for name, result in results.items() if result.startswith("failed")]
@@ -618,8 +624,19 @@ def summarize(sweep_dir: str | Path) -> tuple[Path, Path | None]:
     return path, png
 
 
+def _stop_with(parent: int) -> bool:
+    """Linux: have this process receive SIGTERM (a clean stop: the checkpoint, then exit 143) when process
+    ``parent``, the sweep that started it, dies, even by SIGKILL, so that no point trains on unseen; False if
+    ``parent`` is gone already."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    return os.getppid() == parent
+
+
 def _main(argv: Sequence[str]) -> int:
-    """``python -m dynrep.sweeps OUT NAME [--threads T]``: one point, as a local worker process."""
+    """``python -m dynrep.sweeps OUT NAME [--threads T] [--parent PID]``: one point, as a local worker process."""
     import argparse
 
     from dynrep.cli import _describe
@@ -629,7 +646,12 @@ def _main(argv: Sequence[str]) -> int:
     parser.add_argument("out")
     parser.add_argument("name")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--parent", type=int, default=None, help="stop when this process (the sweep) dies")
     args = parser.parse_args(argv)
+    if args.parent is not None and not _stop_with(args.parent):
+        print(f"dynrep sweep: {args.name}: the sweep (process {args.parent}) ended before this point started",
+              file=sys.stderr)
+        return 143
     try:
         run_point(args.out, args.name, args.threads)
     except (KeyboardInterrupt, ValueError, KeyError, CheckpointError, DownloadError, NonFiniteLossError,

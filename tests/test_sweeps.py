@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -319,6 +320,30 @@ def test_a_killed_point_resumes_bitwise_and_finished_points_are_skipped(capsys, 
     scores = json.loads((out / last / "scores.json").read_text())
     resumed_call = [json.loads(line) for line in open(out / f"{last}/checkpoint.metrics.jsonl")][-1]["elapsed_s"]
     assert scores["step"] == 60 and scores["wall_time_s"] > killed_call + resumed_call  # the killed call counts
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="points follow their sweep on Linux")
+def test_a_killed_sweep_stops_its_points_and_they_save(tmp_path):
+    runs.save_run_config(tiny_config(steps=1_000_000, checkpoint_every=4), tmp_path / "run.yaml")
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "dynrep", "sweep", str(tmp_path / "run.yaml"), "seed=0,1", "--out",
+                             str(out), "--jobs", "2"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    names, deadline = ["seed=0", "seed=1"], time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if all((sweeps.point_state(out / name, 10**6)[1] or 0) >= 4 for name in names):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.kill()  # SIGKILL: the sweep cannot pass anything on; its points stop by themselves
+    proc.communicate()
+    while time.monotonic() < deadline and any(point_pids(out, name) for name in names):
+        time.sleep(0.05)
+    for name in names:
+        assert not point_pids(out, name)
+        line = (out / "logs" / f"{name}.log").read_text().strip().splitlines()[-1]
+        assert line.startswith(f"dynrep sweep: {name}: interrupted: ") and "SIGTERM" in line, line
+        step = checkpoint(out / name).step
+        assert step >= 4 and f"step-{step} state" in line
 
 
 # -- submitit --------------------------------------------------------------------------------
