@@ -421,6 +421,13 @@ def _executor(sweep: Sweep, slurm: Sequence[str], cluster: str | None, jobs: int
     return executor
 
 
+def _exception_line(text: str) -> str:
+    """The last ``SomeError: message`` line of a traceback in ``text``, else its first line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupted|Exit): ", line)]
+    return raised[-1] if raised else lines[0] if lines else ""
+
+
 def submit(sweep: Sweep, names: Sequence[str], *, slurm: Sequence[str] = (), cluster: str | None = None,
            jobs: int | None = None, threads: int | None = None, report: Callable[..., None] = lambda *a: None) -> None:
     """Run points ``names`` of ``sweep`` as one submitit job array (:func:`run_point` per task), ``jobs``
@@ -451,8 +458,8 @@ def submit(sweep: Sweep, names: Sequence[str], *, slurm: Sequence[str] = (), clu
             if error is None:
                 report("finished", name, f"{time.monotonic() - start:.1f} s")
             else:
-                lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-                report("failed", name, f"{lines[-1] if lines else type(error).__name__} (logs {job.paths.folder})")
+                report("failed", name, f"{_exception_line(str(error)) or type(error).__name__} (logs "
+                                       f"{job.paths.folder})")
         time.sleep(0.2)
 
 

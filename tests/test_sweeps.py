@@ -352,16 +352,28 @@ def test_submitit_local_executor_runs_the_same_points(capsys, tmp_path, run_yaml
     monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "sweep"
-    assert cli.main(["sweep", str(run_yaml), "seed=0,1", "--out", str(out), "--launcher", "submitit", "--cluster",
-                     "local", "--jobs", "2", "--slurm", "timeout_min=5", "--slurm", "partition=debug"]) == 0
+    assert cli.main(["sweep", str(run_yaml), "model.config.lr=0.01,1e30", "--out", str(out), "--launcher", "submitit",
+                     "--cluster", "local", "--slurm", "timeout_min=5", "--slurm", "partition=debug"]) == 1
     printed = capsys.readouterr().out
     assert "submitit, 2 array tasks at once" in printed and printed.count("(local job ") == 2
+    assert f"[1/2] finished {out / 'lr=0.01'}" in printed
+    failed = printed.split(f"[2/2] failed   {out / 'lr=1e+30'} (", 1)[1].splitlines()[0]
+    assert failed.startswith("dynrep.training.callbacks.NonFiniteLossError: loss term 'reconstruction' is nan at "
+                             "step 1") and failed.endswith(f"(logs {out / 'submitit'}))"), failed
+    assert printed.rstrip().endswith("1 of 2 points failed: lr=1e+30; rerun the same command to retry them")
     spec = sweeps.load(out)
-    for name in spec.points:
-        straight, _ = runs.run(spec.config(name), tmp_path / "straight" / name)
-        assert_same_run(checkpoint(out / name), straight)
-    assert [row["status"] for row in csv.DictReader(open(out / "summary.csv"))] == ["finished", "finished"]
-    assert (out / "submitit").is_dir()
+    straight, _ = runs.run(spec.config("lr=0.01"), tmp_path / "straight")
+    assert_same_run(checkpoint(out / "lr=0.01"), straight)
+    assert [row["status"] for row in csv.DictReader(open(out / "summary.csv"))] == ["finished", "unfinished"]
+
+
+def test_a_failed_point_does_not_stop_the_others(capsys, tmp_path, run_yaml, one_thread):
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", str(run_yaml), "model.config.lr=1e30,0.01", "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    failed = printed.split(f"[1/2] failed   {out / 'lr=1e+30'} (error: ", 1)[1].splitlines()[0]
+    assert "is nan at step 1" in failed and f"[2/2] finished {out / 'lr=0.01'}" in printed
+    assert printed.rstrip().endswith("1 of 2 points failed: lr=1e+30; rerun the same command to retry them")
 
 
 def test_the_readme_sweep_is_a_valid_grid(tmp_path):
