@@ -467,7 +467,8 @@ def run_sweep(sweep: Sweep, *, jobs: int | None = None, launcher: str = "local",
               cluster: str | None = None, stream=None) -> dict[str, str]:
     """Run every point of ``sweep`` that is not finished, print one line per point started, skipped, finished
     or failed (to ``stream``, stdout by default), then write the summary (:func:`summarize`). Returns
-    ``{name: "skipped" | "finished" | "failed: <reason>"}``; a failed point does not stop the others.
+    ``{name: "skipped" | "finished" | "stopped" | "failed: <reason>"}`` (stopped: by ``trainer.time_limit``
+    before ``trainer.steps``; a rerun continues it); a failed point does not stop the others.
 
     ``launcher="local"``: ``jobs=1`` (or None) runs the points one after the other in this process, ``jobs=N``
     as N parallel processes; each point gets ``trainer.threads`` or else :func:`default_threads` ``(jobs)`` torch
@@ -483,6 +484,10 @@ def run_sweep(sweep: Sweep, *, jobs: int | None = None, launcher: str = "local",
         index = f"[{names.index(name) + 1:>{width}}/{len(names)}]"
         if event == "started" and states[name][0] == "resume":
             event, detail = "resumed", f"from step {states[name][1]}" + (f"; {detail}" if detail else "")
+        steps = sweep.config(name).trainer.steps
+        if event == "finished" and point_state(sweep.out / name, steps)[0] != "finished":  # a time limit
+            scores = _read_json(sweep.out / name / runs.SCORES_FILE) or {}
+            event, detail = "stopped", f"at step {scores.get('step')} of {steps} by trainer.time_limit; rerun to go on"
         print(f"{index} {event:<8} {sweep.out / name}" + (f" ({detail})" if detail else ""), file=stream,
               flush=True)
         if event not in ("started", "resumed"):

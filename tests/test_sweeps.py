@@ -385,3 +385,17 @@ def test_the_readme_sweep_is_a_valid_grid(tmp_path):
     assert list(sweep.points) == [f"seed={seed},lr={lr}" for seed in range(3) for lr in ("0.001", "0.0001")]
     assert sweep.base.trainer.steps == 2000 and sweep.config("seed=2,lr=0.0001").model.config["lr"] == 1e-4
     assert (tmp_path / "sweep" / "sweep.yaml").is_file()
+
+
+def test_points_stopped_by_their_time_limit_are_partial_and_continue(capsys, tmp_path, run_yaml, one_thread):
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(run_yaml), "seed=0,1", "trainer.steps=1000000", "trainer.time_limit=0.05", "--out", str(out)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(" stopped  ") == 2 and "of 1000000 by trainer.time_limit; rerun to go on)" in printed
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert [row["status"] for row in rows] == ["partial", "partial"] and png_bytes_ok(out / "summary.png")
+    steps = [int(row["step"]) for row in rows]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.count(" resumed  ") == 2
+    assert all(int(row["step"]) > step for row, step in zip(csv.DictReader(open(out / "summary.csv")), steps))
