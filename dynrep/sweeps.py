@@ -206,8 +206,8 @@ def prepare(config: str | Path | runs.RunConfig, args: Sequence[str], out: str |
 
     Any bad key or value is a ValueError before anything is written. If ``out`` already holds a sweep, it
     must be the same one (base config and values; then its spec and folder names are kept), else a
-    ValueError names the first difference; with ``overwrite`` the old sweep's point folders, logs and
-    summaries are removed instead. A folder of other files is refused (:class:`~dynrep.training.CheckpointError`).
+    ValueError names the first difference; with ``overwrite`` the old sweep's point folders, logs, submitit
+    files and summaries are removed instead. A folder of other files is refused (:class:`~dynrep.training.CheckpointError`).
     """
     from dynrep.training.checkpoint import CheckpointError
     grid, fixed = parse_sweep(args)
@@ -230,7 +230,8 @@ def prepare(config: str | Path | runs.RunConfig, args: Sequence[str], out: str |
         if not overwrite:
             raise ValueError(f"{out} holds another sweep: {difference}; rerun with the same grid to continue it, "
                              "choose another --out, or pass --overwrite to replace it")
-        for path in [*(out / name for name in old.points), out / LOG_DIR, out / SUMMARY_CSV, out / SUMMARY_PNG]:
+        for path in [*(out / name for name in old.points), out / LOG_DIR, out / SUBMITIT_DIR, out / SUMMARY_CSV,
+                     out / SUMMARY_PNG]:
             if path.is_dir():
                 shutil.rmtree(path)
             else:
