@@ -207,7 +207,8 @@ def prepare(config: str | Path | runs.RunConfig, args: Sequence[str], out: str |
     Any bad key or value is a ValueError before anything is written. If ``out`` already holds a sweep, it
     must be the same one (base config and values; then its spec and folder names are kept), else a
     ValueError names the first difference; with ``overwrite`` the old sweep's point folders, logs, submitit
-    files and summaries are removed instead. A folder of other files is refused (:class:`~dynrep.training.CheckpointError`).
+    files and summaries are removed instead. A folder of other files is refused
+    (:class:`~dynrep.training.CheckpointError`).
     """
     from dynrep.training.checkpoint import CheckpointError
     grid, fixed = parse_sweep(args)
