@@ -385,6 +385,10 @@ def test_the_readme_sweep_is_a_valid_grid(tmp_path):
     assert list(sweep.points) == [f"seed={seed},lr={lr}" for seed in range(3) for lr in ("0.001", "0.0001")]
     assert sweep.base.trainer.steps == 2000 and sweep.config("seed=2,lr=0.0001").model.config["lr"] == 1e-4
     assert (tmp_path / "sweep" / "sweep.yaml").is_file()
+    preset = readme.split("### Sweeps\n\n```bash\n", 1)[1].splitlines()[2].split("#")[0].split()
+    assert preset[:3] == ["dynrep", "sweep", "preset:quessard-gridworld-small"] and preset[-4] == "--out"
+    sweep = sweeps.prepare(preset[2], preset[3:-4], tmp_path / "seeds")
+    assert list(sweep.points) == ["seed=0", "seed=1", "seed=2"] and sweep.base.model.name == "rotation"
 
 
 def test_points_stopped_by_their_time_limit_are_partial_and_continue(capsys, tmp_path, run_yaml, one_thread):
