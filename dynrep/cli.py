@@ -1,4 +1,4 @@
-"""The ``dynrep`` command: demo, train, resume, evaluate, animate, list, presets, download.
+"""The ``dynrep`` command: demo, train, resume, sweep, summarize, evaluate, animate, list, presets, download.
 
 Every error a user can cause ends in one line on stderr, ``dynrep COMMAND: error: ...``, and an exit code:
 see :data:`EXIT_CODES`.
@@ -115,6 +115,26 @@ def _resume_run(args: argparse.Namespace) -> int:
     from dynrep import runs
     learner, scores = runs.resume(args.run, args.steps, progress=not args.quiet)
     _report_run(learner, scores, args.run)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """``dynrep sweep RUN.yaml KEY=V1,V2 ... --out DIR``: :mod:`dynrep.sweeps`; exit 1 if a point failed."""
+    from dynrep import sweeps
+    try:
+        sweeps.check_launcher(args.launcher, args.jobs, args.slurm, args.cluster)
+    except ImportError as err:  # the submitit extra is missing
+        print(f"dynrep sweep: error: {err}", file=sys.stderr)
+        return 1
+    sweep = sweeps.prepare(args.config, args.overrides, args.out, overwrite=args.overwrite)
+    results = sweeps.run_sweep(sweep, jobs=args.jobs, launcher=args.launcher, slurm=args.slurm, cluster=args.cluster)
+    return 1 if any(result.startswith("failed") for result in results.values()) else 0
+
+
+def _summarize(args: argparse.Namespace) -> int:
+    from dynrep import sweeps
+    csv_path, png_path = sweeps.summarize(args.sweep)
+    print(f"wrote {csv_path}" + (f" and {png_path}" if png_path else " (no finished point to plot)"))
     return 0
 
 
@@ -253,6 +273,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_resume_run)
 
+    p = sub.add_parser("sweep", help="train a run config over a grid of values, one run folder per point; a "
+                                      "rerun continues it")
+    p.add_argument("config", help="run config, YAML or .json")
+    p.add_argument("overrides", nargs="*", metavar="KEY=V1,V2",
+                   help="swept keys (commas at the top level separate values: seed=0,1,2, "
+                        "model.config.channels=[8,8],[16,16]); KEY=VALUE without one applies to every point")
+    p.add_argument("--out", required=True, help="sweep folder (sweep.yaml, one run folder per point, summary.csv, "
+                                                "summary.png)")
+    p.add_argument("--jobs", type=int, default=None, help="points at once: local processes (default 1: in this "
+                                                          "process) or submitit array tasks (default: all)")
+    p.add_argument("--launcher", choices=["local", "submitit"], default="local",
+                   help="local processes, or a Slurm job array through submitit (pip install dynrep[submitit])")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="submitit parameter: partition, time (minutes), gpus_per_node, cpus_per_task, mem_gb, "
+                        "timeout_min, account, qos, ...")
+    p.add_argument("--cluster", choices=["slurm", "local"], default=None,
+                   help="submitit executor (default: Slurm when found; local: processes on this machine)")
+    p.add_argument("--overwrite", action="store_true", help="replace another sweep in --out (its point folders "
+                                                            "are deleted)")
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("summarize", help="rebuild a sweep's summary.csv and summary.png")
+    p.add_argument("sweep", help="sweep folder (written by dynrep sweep)")
+    p.set_defaults(func=_summarize)
+
     p = sub.add_parser("evaluate", help="print the scores of a checkpoint")
     p.add_argument("run", help="checkpoint directory")
     p.add_argument("--json", action="store_true")
@@ -314,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dynrep`` console script; returns the exit code (:data:`EXIT_CODES`)."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+    if extra and args.command in ("train", "sweep") and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides += extra  # KEY=VALUE overrides after --out DIR
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

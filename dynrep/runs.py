@@ -6,7 +6,8 @@ runs (:func:`run`) into a run folder::
 
     RUN_DIR/run.yaml      the resolved config (every model and environment setting), written before training
     RUN_DIR/checkpoint/   the learner's checkpoint (config.json + state.pt)
-    RUN_DIR/scores.json   the evaluation at the end
+    RUN_DIR/scores.json   the evaluation at the end, its step and ``wall_time_s`` (the training seconds of every
+                          call up to that step, killed ones too, plus the final evaluation's)
     RUN_DIR/checkpoint.metrics.jsonl   the logged loss terms (:mod:`dynrep.training.logging`)
     RUN_DIR/tensorboard/  with ``trainer.logger: tensorboard``, tensorboard's event files
     RUN_DIR/wandb/        with ``trainer.logger: wandb``, Weights & Biases' run files
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import tempfile
+import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -384,12 +386,33 @@ def resolved(config: RunConfig, learner) -> RunConfig:
                                model=ModelConfig(config.model.name, config_to_dict(learner.model.config)))
 
 
+def _logged_seconds(path: Path, step: int) -> float:
+    """Seconds of training up to ``step`` that the metrics.jsonl at ``path`` records, summed over the ``train``
+    calls that wrote it (a line whose call began, ``time - elapsed_s``, after the line before it was written
+    starts another call); 0.0 without the file."""
+    total, last = 0.0, None
+    lines = path.read_text().splitlines() if path.is_file() else []
+    for line in lines:
+        try:
+            record = json.loads(line)
+            if record["step"] > step:
+                continue
+            began, elapsed, written = record["time"] - record["elapsed_s"], record["elapsed_s"], record["time"]
+        except (ValueError, KeyError, TypeError):  # a torn line
+            continue
+        if last is not None and began <= last[1]:
+            total -= last[0]  # the same call: its latest line counts
+        total, last = total + elapsed, (elapsed, written)
+    return total
+
+
 def _train_and_evaluate(learner, config: RunConfig, out: Path, steps: int, *, progress: bool,
                         overwrite: bool) -> dict[str, float]:
     from dynrep.training import distributed
     from dynrep.training.evaluation import PeriodicEvaluation
-    from dynrep.training.logging import loggers
-    trainer, ev = config.trainer, config.evaluation
+    from dynrep.training.logging import loggers, metrics_path
+    start, trainer, ev = time.monotonic(), config.trainer, config.evaluation
+    before = _logged_seconds(metrics_path(out / CHECKPOINT_DIR), learner.step)  # earlier calls, killed ones too
 
     def evaluate() -> dict[str, float]:
         return learner.evaluate(ev.metrics, num_train=ev.num_train, num_test=ev.num_test, options=ev.options or None)
@@ -403,7 +426,9 @@ def _train_and_evaluate(learner, config: RunConfig, out: Path, steps: int, *, pr
     last = periodic[0].history[-1] if periodic and periodic[0].history else (None, None)
     scores = last[1] if last[0] == learner.step else evaluate()  # already done: the same weights, the same scores
     if distributed.is_main():  # under torchrun rank 0 alone writes
-        (out / SCORES_FILE).write_text(json.dumps({"step": learner.step, "scores": scores}, indent=2) + "\n")
+        wall = before + time.monotonic() - start
+        (out / SCORES_FILE).write_text(json.dumps({"step": learner.step, "scores": scores, "wall_time_s": wall},
+                                                  indent=2) + "\n")
     return scores
 
 
@@ -427,8 +452,9 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = False, overw
 
     Writes the resolved config to ``out_dir/run.yaml`` before the first step, checkpoints into
     ``out_dir/checkpoint`` (refused if it holds another run's checkpoint, unless ``overwrite``) and the
-    final scores to ``out_dir/scores.json`` (``{"step": ..., "scores": {...}}``). ``out_dir`` must be new, empty
-    or a run folder: anything else is a :class:`~dynrep.training.CheckpointError` before any file is written.
+    final scores to ``out_dir/scores.json`` (``{"step": ..., "scores": {...}, "wall_time_s": ...}``). ``out_dir``
+    must be new, empty or a run folder: anything else is a :class:`~dynrep.training.CheckpointError` before any
+    file is written.
     Under torchrun every rank trains and evaluates; rank 0 alone checks and writes the folder.
     """
     from dynrep.training import distributed
