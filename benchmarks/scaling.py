@@ -1,11 +1,12 @@
 """Multi-process (DDP) scaling on this machine: 1 vs 2 processes at equal global batch.
 
 For each workload, trains ``--steps`` timed steps (after ``--warmup`` untimed ones) in one plain process with
-the global batch, then in two gloo processes started as torchrun starts them (each drawing half the batch),
-every process on one torch thread. Prints, measured in this one run:
+the global batch on one torch thread, in one process on two threads (the alternative on two cores), and in two
+gloo processes of one thread each, started as torchrun starts them (each drawing half the batch); the three are
+interleaved ``--repeats`` times and the medians are reported. Prints, measured in this one run:
 
-* steps/s and samples/s (episodes per second, over all processes) for 1 and 2 processes;
-* the speed-up (2-process steps/s / 1-process steps/s; 2.0 would be perfect scaling);
+* steps/s and samples/s (episodes per second, over all processes) of each;
+* the speed-up over one process on one thread (2.0 would be perfect scaling);
 * the DDP overhead per step: 2-process step time minus half the 1-process step time (what the gradient
   all-reduce, the loss-term all-reduce and the synchronisation cost beyond perfect scaling).
 
@@ -34,6 +35,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -53,11 +55,11 @@ WORKLOADS = {
 }
 
 
-def worker(name: str, steps: int, warmup: int, device: str) -> None:
+def worker(name: str, steps: int, warmup: int, device: str, threads: int) -> None:
     """One process of a measurement: train ``warmup`` then ``steps`` steps; rank 0 prints the seconds."""
     from dynrep import RepresentationLearner, make_env
     from dynrep.training import distributed
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     spec = WORKLOADS[name]
     env_name, env_args = spec["env"]
     learner = RepresentationLearner(make_env(env_name, **env_args), spec["model"], seed=0, device=device,
@@ -71,9 +73,9 @@ def worker(name: str, steps: int, warmup: int, device: str) -> None:
         print(json.dumps({"seconds": seconds}))
 
 
-def measure(name: str, processes: int, steps: int, warmup: int, device: str) -> float:
-    """Seconds of ``steps`` steps of workload ``name`` on ``processes`` processes."""
-    base = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+def measure(name: str, processes: int, steps: int, warmup: int, device: str, threads: int = 1) -> float:
+    """Seconds of ``steps`` steps of workload ``name`` on ``processes`` processes of ``threads`` threads each."""
+    base = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         base.pop(var, None)
     with socket.socket() as s:
@@ -83,7 +85,7 @@ def measure(name: str, processes: int, steps: int, warmup: int, device: str) -> 
         {**base, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": str(processes), "RANK": str(r),
          "LOCAL_RANK": str(r), "LOCAL_WORLD_SIZE": str(processes)} for r in range(processes)]
     cmd = [sys.executable, __file__, "--worker", name, "--steps", str(steps), "--warmup", str(warmup),
-           "--device", device]
+           "--device", device, "--threads", str(threads)]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for env in envs]
     outputs = [proc.communicate() for proc in procs]
@@ -99,18 +101,29 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma list of " + ", ".join(WORKLOADS))
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved measurements of each (medians)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.steps, args.warmup, args.device)
-    print(f"{'workload':<20} {'procs':>5} {'steps/s':>9} {'samples/s':>10} {'speed-up':>9} {'DDP overhead/step':>18}")
+        return worker(args.worker, args.steps, args.warmup, args.device, args.threads)
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start")
+    print(f"{'workload':<20} {'procs x threads':>15} {'steps/s':>9} {'samples/s':>10} {'speed-up':>9} "
+          f"{'DDP overhead/step':>18}")
+    layouts = [(1, 1), (1, 2), (2, 1)]
     for name in args.workloads.split(","):
         batch = WORKLOADS[name]["config"]["batch_size"]
-        one = measure(name, 1, args.steps, args.warmup, args.device) / args.steps
-        two = measure(name, 2, args.steps, args.warmup, args.device) / args.steps
-        print(f"{name:<20} {1:>5} {1 / one:>9.2f} {batch / one:>10.0f} {'':>9} {'':>18}")
-        print(f"{name:<20} {2:>5} {1 / two:>9.2f} {batch / two:>10.0f} {one / two:>9.2f} "
-              f"{1000 * (two - one / 2):>15.1f} ms")
+        times = {layout: [] for layout in layouts}
+        for _ in range(args.repeats):
+            for processes, threads in layouts:
+                seconds = measure(name, processes, args.steps, args.warmup, args.device, threads)
+                times[processes, threads].append(seconds / args.steps)
+        step = {layout: statistics.median(values) for layout, values in times.items()}
+        for (processes, threads), seconds in step.items():
+            overhead = f"{1000 * (seconds - step[1, 1] / 2):>15.1f} ms" if processes == 2 else ""
+            print(f"{name:<20} {f'{processes} x {threads}':>15} {1 / seconds:>9.2f} {batch / seconds:>10.0f} "
+                  f"{step[1, 1] / seconds:>9.2f} {overhead:>18}")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":
