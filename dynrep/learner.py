@@ -18,7 +18,7 @@ from dynrep.envs.registry import make_env
 from dynrep.envs.splits import SplitEnvironment
 from dynrep.inputs import as_actions, as_latents, as_observations
 from dynrep.metrics.compute import compute, flatten_scores, metric_names
-from dynrep.metrics.dynamics import frame_bce, latent_prediction_error, per_frame_bce, per_step_bce
+from dynrep.metrics.dynamics import frame_bce, latent_prediction_error, per_frame_bce
 from dynrep.metrics.generalisation import generalisation_report
 from dynrep.metrics.graphs import permute_graph, shd
 from dynrep.models.registry import build_model
@@ -242,12 +242,11 @@ class RepresentationLearner:
         check_int("num_episodes", num_episodes, 1)
         check_int("episode_length", episode_length, 0)
         batch = self._episodes(num_episodes, episode_length, _TEST_STREAM, seed)
-        predicted = self.model.predict(batch.to(self.device)).cpu().numpy()
-        obs = batch.obs.numpy()
+        predicted = self.model.predict(batch.to(self.device)).cpu()
+        errors = frame_bce(batch.obs.flatten(0, 1), predicted.flatten(0, 1)).view(num_episodes, -1).mean(0)
         return TestResult(
-            true_frames=self._to_frames(obs), predicted_frames=self._to_frames(predicted),
-            step_errors=per_step_bce(obs, predicted),
-            actions=batch.actions.numpy(), factors=batch.factors.numpy())
+            true_frames=self._to_frames(batch.obs.numpy()), predicted_frames=self._to_frames(predicted.numpy()),
+            step_errors=errors.numpy(), actions=batch.actions.numpy(), factors=batch.factors.numpy())
 
     @torch.no_grad()
     def evaluate(self, metrics: Sequence[str] | None = None, *, num_train: int | None = None,
