@@ -283,11 +283,12 @@ def test_auto_batch_size_is_the_largest_batch_that_fits(monkeypatch):
     assert sampling.auto_batch_size((3, 8192, 8192)) == 1  # never 0
     monkeypatch.setattr(sampling, "CPU_MAX_BATCH", 256)
     assert sampling.auto_batch_size((3, 64, 64)) == 256 and sampling.auto_batch_size((3, 64, 64), "cpu") == 256
+    assert sampling.auto_batch_size((3, 256, 256)) == 42  # memory binds before the CPU cap
     seen = []
     monkeypatch.setattr(sampling, "free_memory", lambda device=None: seen.append(str(device)) or 2 ** 34)
     assert sampling.auto_batch_size((3, 64, 64), "cuda:0") == 2 ** 32 // (8 * 4 * 3 * 64 * 64)  # no CPU cap
     assert seen[-1] == "cuda:0"
-    assert Sampler(FactorVectors(), identity).batch_size == 256
+    assert Sampler(FactorVectors(), identity).batch_size == 256  # the default: auto_batch_size
     assert Sampler(FactorVectors(), identity, batch_size=7).batch_size == 7
 
 

@@ -21,10 +21,11 @@ RepresentationFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 
 #: Share of the free memory (host RAM; on CUDA the device's) that one automatically sized batch may use.
 MEMORY_SHARE = 0.25
-#: Largest automatic batch on a CPU: there a conv encoder's images/s stop growing by batch 32-64 (on a batch
-#: of 256 the activations already stream through memory), and a larger batch only costs memory
-#: (benchmarks/metrics_throughput.py prints the curve). On CUDA the batch is as large as fits.
-CPU_MAX_BATCH = 256
+#: Largest automatic batch on a CPU. There the per-image cost of a conv encoder grows with the batch once its
+#: activations leave the core's cache (the Burgess coder at one thread, benchmarks/metrics_throughput.py:
+#: ~3,600 images/s at 16-32, 3,300 at 64, 2,700 at 256, where ReLU alone takes a quarter of the time), so the
+#: batch that fits memory is not the fastest; on CUDA the batch is as large as fits.
+CPU_MAX_BATCH = 64
 
 
 def free_memory(device: torch.device | str | None = None) -> int:
