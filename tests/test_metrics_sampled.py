@@ -277,11 +277,12 @@ def test_auto_batch_size_is_the_largest_batch_that_fits(monkeypatch):
     from dynrep.metrics import sampling
     monkeypatch.setattr(sampling, "free_memory", lambda device=None: 2 ** 30)
     # a quarter of 1 GiB over 8 x the float32 size of a 64x64x3 image (393,216 bytes): 682 images
-    monkeypatch.setattr(sampling, "CPU_MAX_BATCH", 10 ** 6)
+    monkeypatch.setattr(sampling, "CPU_BATCH_PER_THREAD", 10 ** 6)
     assert sampling.auto_batch_size((3, 64, 64)) == 2 ** 28 // (8 * 4 * 3 * 64 * 64) == 682
     assert sampling.auto_batch_size((3, 128, 128)) == 170  # 4x the pixels, a quarter of the batch
     assert sampling.auto_batch_size((3, 8192, 8192)) == 1  # never 0
-    monkeypatch.setattr(sampling, "CPU_MAX_BATCH", 256)
+    monkeypatch.setattr(sampling, "CPU_BATCH_PER_THREAD", 128)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert sampling.auto_batch_size((3, 64, 64)) == 256 and sampling.auto_batch_size((3, 64, 64), "cpu") == 256
     assert sampling.auto_batch_size((3, 256, 256)) == 42  # memory binds before the CPU cap
     seen = []

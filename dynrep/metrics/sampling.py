@@ -21,11 +21,13 @@ RepresentationFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 
 #: Share of the free memory (host RAM; on CUDA the device's) that one automatically sized batch may use.
 MEMORY_SHARE = 0.25
-#: Largest automatic batch on a CPU. There the per-image cost of a conv encoder grows with the batch once its
-#: activations leave the core's cache (the Burgess coder at one thread, benchmarks/metrics_throughput.py:
-#: ~3,600 images/s at 16-32, 3,300 at 64, 2,700 at 256, where ReLU alone takes a quarter of the time), so the
-#: batch that fits memory is not the fastest; on CUDA the batch is as large as fits.
-CPU_MAX_BATCH = 64
+#: Largest automatic batch on a CPU, per torch thread. There the per-image cost of a conv encoder grows with the
+#: batch once its activations leave the core's cache (the Burgess coder at one thread,
+#: benchmarks/metrics_throughput.py: ~3,600-3,800 images/s at 16-64, 3,300-3,400 at 256, 2,900 at 1,024, where
+#: ReLU alone takes a quarter of the time), while each thread needs enough images to amortise the per-layer
+#: synchronisation (at two threads the best batch was 256, 128 within 3 % of it), so the batch that fits memory
+#: is not the fastest; on CUDA the batch is as large as fits.
+CPU_BATCH_PER_THREAD = 64
 
 
 def free_memory(device: torch.device | str | None = None) -> int:
@@ -53,10 +55,10 @@ WORKING_FACTOR = 8
 def auto_batch_size(obs_shape: tuple[int, ...], device: torch.device | str | None = None) -> int:
     """The largest batch of observations ``obs_shape`` whose working memory (:data:`WORKING_FACTOR` times its
     float32 size) fits :data:`MEMORY_SHARE` of :func:`free_memory` on ``device``; on a CPU at most
-    :data:`CPU_MAX_BATCH`."""
+    :data:`CPU_BATCH_PER_THREAD` per torch thread."""
     fits = int(MEMORY_SHARE * free_memory(device)) // (WORKING_FACTOR * 4 * int(np.prod(obs_shape)))
     if torch.device("cpu" if device is None else device).type == "cpu":
-        fits = min(fits, CPU_MAX_BATCH)
+        fits = min(fits, CPU_BATCH_PER_THREAD * torch.get_num_threads())
     return max(1, fits)
 
 
@@ -69,7 +71,7 @@ class Sampler:
         seed: seeds the numpy Generator every draw of this sampler uses.
         batch_size: observations per call of ``representation_fn``; None: :func:`auto_batch_size` of the
             environment's observations on ``device`` at the first encode (the largest batch that fits the
-            free memory; on a CPU at most :data:`CPU_MAX_BATCH`).
+            free memory; on a CPU at most :data:`CPU_BATCH_PER_THREAD` per torch thread).
         device: where observations are moved before encoding (default: left on the CPU).
     """
 
