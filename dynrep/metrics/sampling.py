@@ -22,12 +22,11 @@ RepresentationFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 #: Share of the free memory (host RAM; on CUDA the device's) that one automatically sized batch may use.
 MEMORY_SHARE = 0.25
 #: Largest automatic batch on a CPU, per torch thread. There the per-image cost of a conv encoder grows with the
-#: batch once its activations leave the core's cache (the Burgess coder at one thread,
-#: benchmarks/metrics_throughput.py: ~3,600-3,800 images/s at 16-64, 3,300-3,400 at 256, 2,900 at 1,024, where
-#: ReLU alone takes a quarter of the time), while each thread needs enough images to amortise the per-layer
-#: synchronisation (at two threads the best batch was 256, 128 within 3 % of it), so the batch that fits memory
+#: batch once its activations leave the cores' caches (benchmarks/metrics_throughput.py, the Burgess coder: at one
+#: thread ~3,700-3,850 images/s at 16-32, 3,400 at 256, 2,900 at 1,024; at two threads 9,800-10,700 at 32-64,
+#: 7,100 at 256, 5,000 at 1,024; ReLU alone takes a third of the conv time at 128), so the batch that fits memory
 #: is not the fastest; on CUDA the batch is as large as fits.
-CPU_BATCH_PER_THREAD = 64
+CPU_BATCH_PER_THREAD = 32
 
 
 def free_memory(device: torch.device | str | None = None) -> int:
