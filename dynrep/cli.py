@@ -182,6 +182,8 @@ def _demo(args: argparse.Namespace) -> int:
              ] if distributed.is_main() else []  # under torchrun rank 0 alone writes
     print("metrics (representation metrics on 2,000 training / 1,000 test points):")
     _print_scores(learner.evaluate(num_train=2000, num_test=1000))
+    print("  (mig reads one code at a time: each factor is an angle in a plane of two codes, its cosine and sine,\n"
+          "   which both determine it, so MIG's top-two gap is small by construction; see dynrep.metrics.mig)")
     print("wrote:", *files, out / "checkpoint", sep="\n  ")
     return 0
 

@@ -19,7 +19,7 @@ from dynrep.envs.registry import make_env
 from dynrep.envs.splits import SplitEnvironment
 from dynrep.inputs import as_actions, as_latents, as_observations
 from dynrep.metrics.compute import compute, flatten_scores, metric_names
-from dynrep.metrics.dynamics import latent_prediction_error, mean_bce, per_frame_bce, per_step_bce
+from dynrep.metrics.dynamics import frame_bce, latent_prediction_error, per_frame_bce
 from dynrep.metrics.generalisation import generalisation_report
 from dynrep.metrics.graphs import permute_graph, shd
 from dynrep.models.registry import build_model
@@ -37,6 +37,8 @@ _TEST_STREAM, _EVAL_STREAM, _ANIMATE_STREAM = 1, 2, 3
 ANIMATION_KINDS = ("rollout", "traversal")
 #: k of the k-step prediction errors ``evaluate`` reports by default.
 DEFAULT_PREDICTION_STEPS = (1, 5, 10)
+#: Frames per encoder / decoder call in :meth:`RepresentationLearner.evaluate`'s model scores.
+EVAL_CHUNK = 256
 
 
 def held_out_env(env: Environment) -> Environment:
@@ -45,6 +47,13 @@ def held_out_env(env: Environment) -> Environment:
     if getattr(env, "subset", None) != "train":
         return env
     return type(env)(**{**env.get_config(), "subset": "test"})
+
+
+def _episode_chunks(batch: Trajectory, size: int) -> list[Trajectory]:
+    """``batch`` cut into consecutive batches of at most ``size`` episodes (views, no copies)."""
+    return [Trajectory(batch.obs[i:i + size], batch.actions[i:i + size], batch.factors[i:i + size],
+                       None if batch.magnitudes is None else batch.magnitudes[i:i + size])
+            for i in range(0, batch.batch_size, size)]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -242,12 +251,11 @@ class RepresentationLearner:
         check_int("num_episodes", num_episodes, 1)
         check_int("episode_length", episode_length, 0)
         batch = self._episodes(num_episodes, episode_length, _TEST_STREAM, seed)
-        predicted = self.model.predict(batch.to(self.device)).cpu().numpy()
-        obs = batch.obs.numpy()
+        predicted = self.model.predict(batch.to(self.device)).cpu()
+        errors = frame_bce(batch.obs.flatten(0, 1), predicted.flatten(0, 1)).view(num_episodes, -1).mean(0)
         return TestResult(
-            true_frames=self._to_frames(obs), predicted_frames=self._to_frames(predicted),
-            step_errors=per_step_bce(obs, predicted),
-            actions=batch.actions.numpy(), factors=batch.factors.numpy())
+            true_frames=self._to_frames(batch.obs.numpy()), predicted_frames=self._to_frames(predicted.numpy()),
+            step_errors=errors.numpy(), actions=batch.actions.numpy(), factors=batch.factors.numpy())
 
     @torch.no_grad()
     def evaluate(self, metrics: Sequence[str] | None = None, *, num_train: int | None = None,
@@ -304,22 +312,7 @@ class RepresentationLearner:
             batch = self._episodes(num_episodes, episode_length, _EVAL_STREAM, seed).to(self.device)
         else:  # the same number of frames, drawn as static samples (also for worlds with short episodes)
             batch = self._episodes(num_episodes * (episode_length + 1), 0, _EVAL_STREAM, seed).to(self.device)
-        obs = batch.obs.flatten(0, 1)
-        scores = {}
-        if self.model.has_decoder:
-            reconstructed = torch.cat([self.model.reconstruct(chunk) for chunk in obs.split(256)]).cpu().numpy()
-            if obs.dtype == torch.uint8:
-                scores["reconstruction_error"] = mean_bce(obs.cpu().numpy(), reconstructed)
-            else:
-                scores["reconstruction_mse"] = float(np.mean((obs.cpu().numpy() - reconstructed) ** 2))
-        if self.model.has_dynamics:
-            errors = per_step_bce(batch.obs.cpu().numpy(), self.model.predict(batch).cpu().numpy())
-            scores.update({f"prediction_error/{k}": float(errors[k]) for k in prediction_steps})
-            encoded = torch.cat([self.model.representation(chunk) for chunk in obs.split(256)])
-            encoded = encoded.view(*batch.obs.shape[:2], -1)
-            predicted = self._latent_rollout(encoded[:, 0], batch.actions, batch.magnitudes)
-            latent_errors = latent_prediction_error(predicted.cpu().numpy(), encoded.cpu().numpy())
-            scores.update({f"latent_prediction_error/{k}": float(latent_errors[k]) for k in prediction_steps})
+        scores = self._model_scores(batch, prediction_steps)
         scores.update(self.model.structure_scores())
         metric_env = held_out_env(self.env) if metric_env is None else metric_env
         # Under torchrun each rank encodes its share of the metrics' samples (the same on every rank).
@@ -331,6 +324,39 @@ class RepresentationLearner:
             scores.update(flatten_scores(name, result))
             if name == "mcc" and (options or {}).get("mcc", {}).get("alignment", "none") == "none":
                 scores.update(self._graph_scores(result["permutation"]))  # needs the permutation matching
+        return scores
+
+    def _model_scores(self, batch: Trajectory, prediction_steps: Sequence[int]) -> dict[str, float]:
+        """The reconstruction and prediction scores of :meth:`evaluate` on ``batch`` (on the model's device).
+
+        Frames go through the networks :data:`EVAL_CHUNK` at a time and are scored where they are
+        (:func:`~dynrep.metrics.dynamics.frame_bce`): each frame is encoded once, its code serving the
+        reconstruction (``decode(representation(x))``, the models' ``reconstruct``) and the latent rollout,
+        and no decoded frame outlives its chunk."""
+        if not (self.model.has_decoder or self.model.has_dynamics):
+            return {}
+        obs = batch.obs.flatten(0, 1)
+        chunks = obs.split(EVAL_CHUNK)
+        codes = [self.model.representation(chunk) for chunk in chunks]
+        scores = {}
+        if self.model.has_decoder and obs.dtype == torch.uint8:
+            errors = torch.cat([frame_bce(chunk, self.model.decode(z)) for chunk, z in zip(chunks, codes)])
+            scores["reconstruction_error"] = float(errors.mean())
+        elif self.model.has_decoder:
+            squares = sum(float((chunk - self.model.decode(z)).square_().sum(dtype=torch.float64))
+                          for chunk, z in zip(chunks, codes))
+            scores["reconstruction_mse"] = squares / obs.numel()
+        if self.model.has_dynamics:
+            num_episodes, frames = batch.obs.shape[:2]
+            per_chunk = max(1, EVAL_CHUNK // frames)  # whole episodes: predict rolls each out from its first frame
+            errors = torch.cat([frame_bce(part.obs.flatten(0, 1), self.model.predict(part).flatten(0, 1))
+                                for part in _episode_chunks(batch, per_chunk)])
+            errors = errors.view(num_episodes, frames).mean(0)
+            scores.update({f"prediction_error/{k}": float(errors[k]) for k in prediction_steps})
+            encoded = torch.cat(codes).view(num_episodes, frames, -1)
+            predicted = self._latent_rollout(encoded[:, 0], batch.actions, batch.magnitudes)
+            latent_errors = latent_prediction_error(predicted.cpu().numpy(), encoded.cpu().numpy())
+            scores.update({f"latent_prediction_error/{k}": float(latent_errors[k]) for k in prediction_steps})
         return scores
 
     def _posterior(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

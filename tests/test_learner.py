@@ -304,6 +304,39 @@ def test_evaluate_rotation(trained_rotation):
     assert scores == trained_rotation.evaluate((), num_episodes=4, episode_length=5, prediction_steps=(1, 5))
 
 
+def test_evaluate_model_scores_equal_the_whole_batch_computation(trained_rotation, trained_vae):
+    """The chunked, torch-side scores equal the reference computation on whole float64 arrays."""
+    from dynrep.learner import _EVAL_STREAM
+    from dynrep.metrics.dynamics import mean_bce, per_step_bce
+    for learner in (trained_rotation, trained_vae):
+        scores = learner.evaluate((), num_episodes=6, episode_length=5, prediction_steps=(1, 5))
+        episodes, frames = (6, 5) if learner.model.has_dynamics else (36, 0)
+        batch = learner._episodes(episodes, frames, _EVAL_STREAM, None)
+        with torch.no_grad():
+            obs = batch.obs.flatten(0, 1)
+            assert scores["reconstruction_error"] == pytest.approx(
+                mean_bce(obs.numpy(), learner.model.reconstruct(obs).numpy()), rel=1e-6)
+            if learner.model.has_dynamics:
+                steps = per_step_bce(batch.obs.numpy(), learner.model.predict(batch).numpy())
+                assert [scores["prediction_error/1"], scores["prediction_error/5"]] == pytest.approx(
+                    [steps[1], steps[5]], rel=1e-6)
+
+
+def test_evaluate_encodes_each_frame_once_in_bounded_chunks(monkeypatch):
+    """Load-independent memory bound: no network call sees more than EVAL_CHUNK frames (so no decoded copy of
+    every frame exists at once), and each frame is encoded once (plus the episodes' first frames in predict)."""
+    import dynrep.learner as learner_module
+    monkeypatch.setattr(learner_module, "EVAL_CHUNK", 16)
+    learner = tiny_learner("rotation")
+    encoded, decoded = [], []
+    encoder, decoder = learner.model.encoder.forward, learner.model.decoder.forward
+    monkeypatch.setattr(learner.model.encoder, "forward", lambda x: encoded.append(len(x)) or encoder(x))
+    monkeypatch.setattr(learner.model.decoder, "forward", lambda z: decoded.append(len(z)) or decoder(z))
+    learner.evaluate((), num_episodes=7, episode_length=4, prediction_steps=(1,))
+    assert max(encoded) <= 16 and max(decoded) <= 16
+    assert sum(encoded) == 7 * 5 + 7 and sum(decoded) == 2 * 7 * 5
+
+
 def test_evaluate_default_arguments(trained_rotation):
     scores = trained_rotation.evaluate((), num_episodes=2)
     assert {"prediction_error/1", "prediction_error/5", "prediction_error/10"} <= set(scores)

@@ -293,3 +293,25 @@ def test_continuous_factors_use_regressors_and_r2():
         dci(codes, y, codes_test, y_test)  # real-valued factors need continuous_factors=True
     with pytest.raises(ValueError, match="continuous_factors must be True or False"):
         dci(codes, y, codes_test, y_test, continuous_factors="yes")
+
+
+def test_n_jobs_none_fits_small_problems_in_this_process(monkeypatch):
+    """Starting worker processes costs seconds: n_jobs=None uses them only for fits large enough to repay it."""
+    import importlib
+    dci_module = importlib.import_module("dynrep.metrics.dci")  # the module (dynrep.metrics.dci is the function)
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 5, size=(400, 2))
+    x = y + 0.1 * rng.randn(400, 2)
+    assert dci_module.boosting_work(2, y) == 400 * 2 * 10
+    assert dci_module.boosting_work(2, y[:, :1] % 2) == 400 * 2  # two classes: one tree per iteration
+    assert dci_module.boosting_work(3, x, regression=True) == 400 * 3 * 2
+    jobs = []
+    fit = dci_module.fit_per_factor
+    # record the worker count, then fit serially (the same numbers; the test need not start processes)
+    monkeypatch.setattr(dci_module, "fit_per_factor", lambda *args: jobs.append(args[5]) or fit(*args[:5], 1, *args[6:]))
+    monkeypatch.setattr(dci_module.os, "cpu_count", lambda: 2)
+    dci(x, y, x, y, mode="fast")
+    dci(x, y, x, y, mode="fast", n_jobs=2)  # an explicit count is obeyed
+    monkeypatch.setattr(dci_module, "PROCESS_MIN_WORK", 400 * 2 * 10)
+    dci(x, y, x, y, mode="fast")
+    assert jobs == [1, 2, 2]

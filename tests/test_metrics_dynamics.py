@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from dynrep.metrics.dynamics import (angle_purity, dominant_planes, eigen_purity, mean_bce, per_step_bce,
-                                    rotation_structure)
+from dynrep.metrics.dynamics import (angle_purity, dominant_planes, eigen_purity, frame_bce, mean_bce,
+                                    per_frame_bce, per_step_bce, rotation_structure)
 from dynrep.models.rotation import givens_product, plane_indices
 
 
@@ -64,6 +64,40 @@ def test_mean_bce():
     assert mean_bce(frames, probs) == pytest.approx(per_step_bce(frames, probs).mean())
     with pytest.raises(ValueError, match="same shape"):
         mean_bce(np.zeros(3), np.zeros(4))
+
+
+# -- frame_bce (torch) -----------------------------------------------------------------------
+def test_frame_bce_equals_per_frame_bce():
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 256, (13, 3, 20, 20), dtype=torch.uint8, generator=generator)
+    target[0] = 0  # saturated frames exercise the clipping
+    predicted = torch.rand(13, 3, 20, 20, generator=generator)
+    predicted[0, 0] = 1.0
+    predicted = predicted.to(memory_format=torch.channels_last)  # a decoder's layout
+    expected = per_frame_bce(target.numpy(), predicted.numpy())
+    inputs = target.clone(), predicted.clone()
+    out = frame_bce(target, predicted)
+    assert torch.equal(target, inputs[0]) and torch.equal(predicted, inputs[1])  # inputs left alone
+    assert out.dtype == torch.float64 and out.shape == (13,)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=2e-7)
+    floats = target.double() / 255
+    np.testing.assert_allclose(frame_bce(floats, predicted.double()).numpy(), expected, rtol=1e-10)
+    assert torch.equal(floats, target.double() / 255)
+
+
+def test_frame_bce_blocks_and_edge_cases(monkeypatch):
+    import dynrep.metrics.dynamics as dynamics
+    target, predicted = torch.full((5, 7), 255, dtype=torch.uint8), torch.full((5, 7), 0.5)
+    whole = frame_bce(target, predicted)
+    monkeypatch.setattr(dynamics, "_CACHE_ELEMENTS", 8)  # one frame per block
+    assert torch.allclose(frame_bce(target, predicted), whole) and whole[0] == pytest.approx(math.log(2))
+    assert frame_bce(torch.tensor([0.0, 1.0]), torch.tensor([0.5, 0.0])).tolist() == pytest.approx(
+        [math.log(2), -math.log(1e-6)], rel=1e-6)  # [N] frames of one element
+    assert frame_bce(torch.zeros(0, 4), torch.zeros(0, 4)).shape == (0,)
+    with pytest.raises(ValueError, match=r"same shape \[N, \.\.\.\], got \(2, 3\) and \(2, 4\)"):
+        frame_bce(torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="predicted must hold float probabilities, got torch.uint8"):
+        frame_bce(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.uint8))
 
 
 # -- purity ----------------------------------------------------------------------------------

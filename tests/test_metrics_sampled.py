@@ -271,3 +271,43 @@ def test_compute_passes_options_device_and_checks_sizes(monkeypatch):
     for argument in ("num_train", "num_test", "batch_size"):
         with pytest.raises(ValueError, match=argument):
             compute("mig", FactorVectors(), identity, **{argument: 0})
+
+
+def test_auto_batch_size_is_the_largest_batch_that_fits(monkeypatch):
+    from dynrep.metrics import sampling
+    monkeypatch.setattr(sampling, "free_memory", lambda device=None: 2 ** 30)
+    # a quarter of 1 GiB over 8 x the float32 size of a 64x64x3 image (393,216 bytes): 682 images
+    monkeypatch.setattr(sampling, "CPU_BATCH_PER_THREAD", 10 ** 6)
+    assert sampling.auto_batch_size((3, 64, 64)) == 2 ** 28 // (8 * 4 * 3 * 64 * 64) == 682
+    assert sampling.auto_batch_size((3, 128, 128)) == 170  # 4x the pixels, a quarter of the batch
+    assert sampling.auto_batch_size((3, 8192, 8192)) == 1  # never 0
+    monkeypatch.setattr(sampling, "CPU_BATCH_PER_THREAD", 128)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert sampling.auto_batch_size((3, 64, 64)) == 256 and sampling.auto_batch_size((3, 64, 64), "cpu") == 256
+    assert sampling.auto_batch_size((3, 256, 256)) == 42  # memory binds before the CPU cap
+    seen = []
+    monkeypatch.setattr(sampling, "free_memory", lambda device=None: seen.append(str(device)) or 2 ** 34)
+    assert sampling.auto_batch_size((3, 64, 64), "cuda:0") == 2 ** 32 // (8 * 4 * 3 * 64 * 64)  # no CPU cap
+    assert seen[-1] == "cuda:0"
+    assert Sampler(FactorVectors(), identity).batch_size == 256  # the default: auto_batch_size
+    assert Sampler(FactorVectors(), identity, batch_size=7).batch_size == 7
+
+
+def test_free_memory_reads_the_device(monkeypatch):
+    from dynrep.metrics.sampling import free_memory
+    assert 0 < free_memory() == free_memory("cpu")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (123, 456))
+    assert free_memory("cuda:1") == 123
+
+
+def test_sampler_encodes_under_inference_mode():
+    env = FactorVectors()
+    seen = []
+
+    def rep(obs):
+        seen.append(torch.is_inference_mode_enabled())
+        return obs.to(torch.float32)
+
+    codes, factors = Sampler(env, rep, batch_size=8).sample(20)
+    assert seen == [True] * 3 and codes.dtype == np.float64 and codes.shape == (20, 3)
+    np.testing.assert_array_equal(codes, factors)

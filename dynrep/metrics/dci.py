@@ -24,6 +24,12 @@ from threadpoolctl import threadpool_limits
 from dynrep.metrics.utils import check_train_test
 
 MODES = ("exact", "fast")
+#: ``n_jobs=None`` fits in worker processes only from this much work (training points x codes x trees per
+#: boosting iteration, summed over factors; a factor with c > 2 classes grows c trees per iteration, else one):
+#: the exact trees cost ~12.5 us per unit on one of the project machine's cores and starting the workers (each
+#: imports sklearn) ~2-3 s, so below ~5 s of serial fitting the workers cost more than they save (the demo's DCI
+#: on 2,000 points: 1.0 s serial, 3-4 s with two fresh workers).
+PROCESS_MIN_WORK = 400_000
 
 
 def check_n_jobs(n_jobs) -> int:
@@ -33,6 +39,15 @@ def check_n_jobs(n_jobs) -> int:
     if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
         raise ValueError(f"n_jobs must be None (all cores) or a positive int, got {n_jobs!r}")
     return int(n_jobs)
+
+
+def boosting_work(num_codes: int, train_factors: np.ndarray, regression: bool = False) -> int:
+    """The size of fitting one boosted-tree model on ``num_codes`` codes per factor column of ``train_factors
+    [N, K]`` (class indices; real values with ``regression``: one tree per iteration), in the units of
+    :data:`PROCESS_MIN_WORK`."""
+    train_factors = np.asarray(train_factors)
+    classes = [1 if regression else len(np.unique(column)) for column in train_factors.T]
+    return len(train_factors) * num_codes * sum(c if c > 2 else 1 for c in classes)
 
 
 def fit_per_factor(estimator, train_codes: np.ndarray, train_factors: np.ndarray, test_codes: np.ndarray,
@@ -186,8 +201,9 @@ def dci(train_codes, train_factors, test_codes, test_factors, *, mode: str = "ex
             10.3x) faster than the serial reference at 10,000 / 5,000 points, 6.0-15.4x (median 7.4x) at 4,000 /
             2,000. Use ``"exact"`` for numbers to compare with published ones.
         seed: ``random_state`` of every factor's classifier.
-        n_jobs: worker processes fitting factors in parallel (``None``: all cores; 1: serial, in this process).
-            Results are identical for every value.
+        n_jobs: worker processes fitting factors in parallel (``None``: all cores, except for fits too small to
+            repay starting the workers, :data:`PROCESS_MIN_WORK`, which run in this process; 1: serial, in this
+            process). Results are identical for every value.
         continuous_factors: False (disentanglement_lib): classifiers on integer classes. True (real-valued
             factors, e.g. the causal labels of Pendulum, as ICM-VAE's evaluation): the same trees as
             regressors (``GradientBoostingRegressor()`` / ``HistGradientBoostingRegressor``), importances as
@@ -206,14 +222,16 @@ def dci(train_codes, train_factors, test_codes, test_factors, *, mode: str = "ex
     if not isinstance(continuous_factors, (bool, np.bool_)):
         raise ValueError(f"continuous_factors must be True or False, got {continuous_factors!r}")
     estimator = _estimator(mode, seed, bool(continuous_factors))
-    n_jobs = check_n_jobs(n_jobs)
+    jobs = check_n_jobs(n_jobs)
     train_codes, train_factors, test_codes, test_factors = check_train_test(
         train_codes, train_factors, test_codes, test_factors, discrete=not continuous_factors)
+    if n_jobs is None and boosting_work(train_codes.shape[1], train_factors, continuous_factors) < PROCESS_MIN_WORK:
+        jobs = 1
     if train_codes.shape[1] < 2 or train_factors.shape[1] < 2:
         raise ValueError(f"dci needs at least 2 codes and 2 factors (entropies are in base num_codes and "
                          f"num_factors), got {train_codes.shape[1]} codes and {train_factors.shape[1]} factors")
     models, train_score, test_score = fit_per_factor(estimator, train_codes, train_factors, test_codes,
-                                                     test_factors, n_jobs, "r2" if continuous_factors else "accuracy")
+                                                     test_factors, jobs, "r2" if continuous_factors else "accuracy")
     importance = np.stack([_importances(model, train_codes, train_factors[:, k]) for k, model in enumerate(models)],
                           axis=1)
     return {"disentanglement": disentanglement(importance), "completeness": completeness(importance),

@@ -1,12 +1,21 @@
 """Dynamics metrics: per-step prediction errors (frames and latents) and the structure of learned action rotations.
 
-Pure numpy: they read arrays (frames, angles, matrices), never a model or an environment.
+Pure functions of arrays (frames, angles, matrices), never of a model or an environment: numpy, except
+:func:`frame_bce`, the same per-frame error on torch tensors, which lets ``RepresentationLearner.evaluate``
+score decoded frames chunk by chunk where the model put them, without float64 copies of every frame.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
+import torch
+
+#: Probabilities are clipped to [BCE_EPS, 1 - BCE_EPS] before the logarithms (a decoder's saturated 0 or 1).
+BCE_EPS = 1e-6
+#: Elements per block of :func:`frame_bce`: its temporaries (4 bytes each) stay within a core's L2 cache.
+_CACHE_ELEMENTS = 2 ** 16
 
 
 def _elementwise_bce(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -17,8 +26,36 @@ def _elementwise_bce(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     predicted = np.asarray(predicted, dtype=np.float64)
     if target.shape != predicted.shape:
         raise ValueError(f"target and predicted must have the same shape, got {target.shape} and {predicted.shape}")
-    p = np.clip(predicted, 1e-6, 1 - 1e-6)
+    p = np.clip(predicted, BCE_EPS, 1 - BCE_EPS)
     return -(target * np.log(p) + (1 - target) * np.log1p(-p))
+
+
+def frame_bce(target: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """:func:`per_frame_bce` on torch tensors: ``[N, ...]`` -> ``[N]`` float64, on ``predicted``'s device.
+
+    ``target`` is uint8 (0..255, read as value/255) or float in [0, 1]; ``predicted`` holds float
+    probabilities, in any memory layout. The terms are computed in ``predicted``'s dtype (float32 for a
+    model's frames: within ~2e-7 of the float64 :func:`per_frame_bce`), a few frames at a time so that the
+    temporaries stay in cache (~2.5x faster than whole-batch passes on CPU).
+    """
+    if target.shape != predicted.shape or target.ndim < 1:
+        raise ValueError(f"target and predicted must have the same shape [N, ...], got {tuple(target.shape)} and "
+                         f"{tuple(predicted.shape)}")
+    if not predicted.is_floating_point():
+        raise ValueError(f"predicted must hold float probabilities, got {predicted.dtype}")
+    frame_size = math.prod(target.shape[1:])
+    dims = tuple(range(1, target.ndim))
+    rows = max(1, _CACHE_ELEMENTS // max(1, frame_size))
+    low, high = math.log(BCE_EPS), math.log1p(-BCE_EPS)
+    sums = []
+    for t, p in zip(target.split(rows), predicted.split(rows)):
+        t = t.to(p.dtype).div_(255.0) if t.dtype == torch.uint8 else t.to(p.dtype, copy=True)
+        # Clipping the logarithms, not p, is the same clipping (both are monotone) without float32's rounding of
+        # 1 - 1e-6; log1p(-p) is exact where p is near 1 (1 - p is then exact in floating point).
+        errors = torch.log(p).clamp_(low, high).mul_(t)
+        errors.add_(torch.log1p(-p).clamp_(low, high).mul_(t.neg_().add_(1)))
+        sums.append(errors.sum(dims) if dims else errors)
+    return torch.cat(sums).to(torch.float64).div_(-frame_size) if sums else predicted.new_zeros(0, dtype=torch.float64)
 
 
 def mean_bce(target: np.ndarray, predicted: np.ndarray) -> float:

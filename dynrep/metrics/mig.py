@@ -49,6 +49,14 @@ def mig(codes, factors, *, estimator: str = "histogram", num_bins: int = NUM_BIN
         ``"mig"`` float; ``"mutual_info"`` ``[D, K]`` MI in nats; ``"entropy"`` ``[K]`` the normalisers;
         ``"gap_per_factor"`` ``[K]`` the normalised top-two gap; ``"estimator"`` the estimator's name.
 
+    Codes that are angles in 2-D planes (the rotation model: each cyclic factor is an angle whose cosine and
+    sine are two codes) score low by construction, not by a fault of the model or of this estimator: both
+    codes of the plane determine the factor, so the gap between the two most informative codes is small. On a
+    perfect rotation code of GridWorld(size=5) (2,000 points, codes ``(cos a, sin a, cos b, sin b) / √2`` with
+    ``a = 2πk/5 + φ``) it is 0.0 to 0.35 depending only on the phase φ (which of cos and sin have two of the 5
+    values in one of the 20 bins), while the MIG of the planes' angles ``atan2(sin, cos)`` is 0.998. DCI,
+    FactorVAE and β-VAE, which read all codes together, score such codes 1.0.
+
     Deviation (``"chen"`` only): the original conditions on the full factor grid, where every value has
     the same count, and averages H(z | y = v) uniformly; here the average is weighted by the empirical
     frequency of v (identical on a balanced sample). Cost: about 2 N² D exponentials (~30 s for

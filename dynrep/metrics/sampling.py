@@ -7,7 +7,8 @@ twice with the same seed sees the same observations.
 """
 from __future__ import annotations
 
-from typing import Callable
+import os
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -18,6 +19,47 @@ from dynrep.envs.base import Environment
 #: Observations ``[B, *obs_shape]`` -> codes ``[B, D]``; deterministic (metrics read the encoder mean).
 RepresentationFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 
+#: Share of the free memory (host RAM; on CUDA the device's) that one automatically sized batch may use.
+MEMORY_SHARE = 0.25
+#: Largest automatic batch on a CPU, per torch thread. There the per-image cost of a conv encoder grows with the
+#: batch once its activations leave the cores' caches (benchmarks/metrics_throughput.py, the Burgess coder: at one
+#: thread ~3,700-3,850 images/s at 16-32, 3,400 at 256, 2,900 at 1,024; at two threads 9,800-10,700 at 32-64,
+#: 7,100 at 256, 5,000 at 1,024; ReLU alone takes a third of the conv time at 128), so the batch that fits memory
+#: is not the fastest; on CUDA the batch is as large as fits.
+CPU_BATCH_PER_THREAD = 32
+
+
+def free_memory(device: torch.device | str | None = None) -> int:
+    """Bytes free for new allocations on ``device``: ``torch.cuda.mem_get_info`` on CUDA, the kernel's
+    ``MemAvailable`` (else the free pages) on the host."""
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+#: Working bytes of one encoder call per float32 byte of its observations: the float copy of the batch, and the
+#: largest layer's input and output (a conv stack's first layer outputs up to ~3x its input: the Burgess coder
+#: 32x32x32 floats from 64x64x3), which an inference pass holds at once.
+WORKING_FACTOR = 8
+
+
+def auto_batch_size(obs_shape: tuple[int, ...], device: torch.device | str | None = None) -> int:
+    """The largest batch of observations ``obs_shape`` whose working memory (:data:`WORKING_FACTOR` times its
+    float32 size) fits :data:`MEMORY_SHARE` of :func:`free_memory` on ``device``; on a CPU at most
+    :data:`CPU_BATCH_PER_THREAD` per torch thread."""
+    fits = int(MEMORY_SHARE * free_memory(device)) // (WORKING_FACTOR * 4 * int(np.prod(obs_shape)))
+    if torch.device("cpu" if device is None else device).type == "cpu":
+        fits = min(fits, CPU_BATCH_PER_THREAD * torch.get_num_threads())
+    return max(1, fits)
+
 
 class Sampler:
     """Observations of ``env`` encoded by ``representation_fn``, ``batch_size`` at a time, without gradients.
@@ -26,20 +68,29 @@ class Sampler:
         env: any :class:`~dynrep.envs.base.Environment`.
         representation_fn: observations ``[B, *obs_shape]`` -> codes ``[B, D]``.
         seed: seeds the numpy Generator every draw of this sampler uses.
-        batch_size: observations per call of ``representation_fn``.
+        batch_size: observations per call of ``representation_fn``; None: :func:`auto_batch_size` of the
+            environment's observations on ``device`` at the first encode (the largest batch that fits the
+            free memory; on a CPU at most :data:`CPU_BATCH_PER_THREAD` per torch thread).
         device: where observations are moved before encoding (default: left on the CPU).
     """
 
     def __init__(self, env: Environment, representation_fn: RepresentationFn, *, seed: int = 0,
-                 batch_size: int = 256, device: torch.device | str | None = None):
+                 batch_size: int | None = None, device: torch.device | str | None = None):
         if not callable(representation_fn):
             raise TypeError(f"representation_fn must be callable (observations -> codes), got "
                             f"{type(representation_fn).__name__}")
         self.env = env
         self.representation_fn = representation_fn
         self.rng = np.random.default_rng(check_int("seed", seed, 0))
-        self.batch_size = check_int("batch_size", batch_size, 1)
+        self._batch_size = None if batch_size is None else check_int("batch_size", batch_size, 1)
         self.device = device
+
+    @property
+    def batch_size(self) -> int:
+        """Observations per call of the representation function."""
+        if self._batch_size is None:
+            self._batch_size = auto_batch_size(self.env.observation_shape, self.device)
+        return self._batch_size
 
     def require_discrete(self, metric: str) -> None:
         """ValueError unless every factor of the environment is discrete with at least two values."""
@@ -52,20 +103,31 @@ class Sampler:
             raise ValueError(f"{metric}: factor {small[0]!r} of {type(self.env).__name__} has a single value; "
                              "build the environment without it (or with more values)")
 
-    @torch.no_grad()
     def encode(self, obs: np.ndarray | torch.Tensor) -> np.ndarray:
         """Codes ``[N, D]`` float64 of observations ``[N, *obs_shape]``, encoded ``batch_size`` at a time."""
         obs = torch.as_tensor(obs)
-        chunks = []
-        for start in range(0, len(obs), self.batch_size):
-            batch = obs[start:start + self.batch_size]
-            codes = self.representation_fn(batch if self.device is None else batch.to(self.device))
-            codes = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+        return self._encode_batches(obs[start:start + self.batch_size] for start in range(0, len(obs), self.batch_size))
+
+    @torch.inference_mode()
+    def _encode_batches(self, batches: Iterable[np.ndarray | torch.Tensor]) -> np.ndarray:
+        """Codes ``[N, D]`` float64 of observation batches ``[B_i, *obs_shape]`` (N = the sum of the B_i).
+
+        Each batch's codes are written into a buffer on the encoder's device, moved to the host once: no
+        per-batch host copy or synchronisation, no concatenation."""
+        parts = []
+        for batch in batches:
+            batch = torch.as_tensor(batch)
+            codes = self.representation_fn(batch if self.device is None else batch.to(self.device, non_blocking=True))
+            codes = torch.as_tensor(codes)
             if codes.ndim != 2 or codes.shape[0] != len(batch):
                 raise ValueError(f"representation_fn must return codes of shape [{len(batch)}, num_codes], "
-                                 f"got {codes.shape}")
-            chunks.append(codes.astype(np.float64))
-        return np.concatenate(chunks) if chunks else np.zeros((0, 0))
+                                 f"got {tuple(codes.shape)}")
+            parts.append(codes)
+        if not parts:
+            return np.zeros((0, 0))
+        out = torch.empty((sum(len(p) for p in parts), parts[0].shape[1]), dtype=torch.float64, device=parts[0].device)
+        torch.cat(parts, out=out)
+        return out.cpu().numpy()
 
     def encode_factors(self, factors: np.ndarray) -> np.ndarray:
         """Codes ``[N, D]`` of the observations of factor vectors ``[N, K]``.
@@ -79,20 +141,24 @@ class Sampler:
             unique = factors[first]
         else:
             unique, inverse = np.unique(factors, axis=0, return_inverse=True)
-        codes = np.concatenate([self.encode(self.env.render(unique[start:start + self.batch_size]))
-                                for start in range(0, len(unique), self.batch_size)])
+        codes = self._encode_batches(self.env.render(unique[start:start + self.batch_size])
+                                     for start in range(0, len(unique), self.batch_size))
         return codes[inverse.reshape(-1)]
 
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` observations drawn as the environment draws episode starts (uniform factors for factor
         worlds, dataset rows for recorded ones), encoded: ``(codes [n, D], factors [n, K])``."""
         n = check_int("num_samples", n, 1)
-        codes, factors = [], []
-        for start in range(0, n, self.batch_size):
-            batch = self.env.sample_trajectories(min(self.batch_size, n - start), 0, self.rng)
-            codes.append(self.encode(batch.obs[:, 0]))
-            factors.append(batch.factors[:, 0].numpy())
-        return np.concatenate(codes), np.concatenate(factors)
+        factors = []
+
+        def batches() -> Iterator[torch.Tensor]:
+            for start in range(0, n, self.batch_size):
+                batch = self.env.sample_trajectories(min(self.batch_size, n - start), 0, self.rng)
+                factors.append(batch.factors[:, 0].numpy())
+                yield batch.obs[:, 0]
+
+        codes = self._encode_batches(batches())
+        return codes, np.concatenate(factors)
 
     def sample_transitions(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``n`` random one-action transitions, encoded: ``(codes [n, D], next_codes [n, D], actions [n])``."""

@@ -41,7 +41,7 @@ def plot_history(history: dict[str, list[float]], path: str | Path) -> Path:
     fig = Figure(figsize=(4 * len(history), 3))
     for k, (name, values) in enumerate(history.items()):
         ax = fig.add_subplot(1, len(history), k + 1)
-        sns.lineplot(x=np.arange(1, len(values) + 1), y=np.asarray(values), ax=ax, linewidth=0.8)
+        ax.plot(np.arange(1, len(values) + 1), np.asarray(values), linewidth=0.8)
         if min(values) > 0:
             ax.set_yscale("log")
         ax.set_title(name)
