@@ -311,3 +311,23 @@ def test_sampler_encodes_under_inference_mode():
     codes, factors = Sampler(env, rep, batch_size=8).sample(20)
     assert seen == [True] * 3 and codes.dtype == np.float64 and codes.shape == (20, 3)
     np.testing.assert_array_equal(codes, factors)
+
+
+def test_what_a_self_sizing_sampler_draws_does_not_depend_on_the_machine(monkeypatch):
+    """The encode batch follows the threads and the free memory; the draws (which interleave start and action
+    draws per call of the environment) must not, or scores would differ between machines."""
+    from dynrep import make_env
+    from dynrep.metrics import sampling
+    env = make_env("gridworld", size=4, image_size=16)
+    encode = lambda obs: obs.flatten(1)[:, ::97].float()  # noqa: E731 - a deterministic stand-in encoder
+    drawn = []
+    for per_thread in (1, 32):
+        monkeypatch.setattr(sampling, "CPU_BATCH_PER_THREAD", per_thread)
+        sampler = Sampler(env, encode, seed=5)
+        drawn.append((*sampler.sample_transitions(300), *sampler.sample(300)))
+        assert sampler.batch_size == per_thread * torch.get_num_threads()
+    for a, b in zip(*drawn):
+        np.testing.assert_array_equal(a, b)
+    explicit = Sampler(env, encode, seed=5, batch_size=sampling.DRAW_BATCH)
+    for a, b in zip(drawn[0], (*explicit.sample_transitions(300), *explicit.sample(300))):
+        np.testing.assert_array_equal(a, b)  # the scores of before the encode batch was sized automatically

@@ -27,6 +27,9 @@ MEMORY_SHARE = 0.25
 #: 7,100 at 256, 5,000 at 1,024; ReLU alone takes a third of the conv time at 128), so the batch that fits memory
 #: is not the fastest; on CUDA the batch is as large as fits.
 CPU_BATCH_PER_THREAD = 32
+#: Episodes drawn from the environment per call when the Sampler sizes its encode batches itself: fixed, so that
+#: what is drawn (some worlds interleave start and action draws per call) never depends on the machine.
+DRAW_BATCH = 256
 
 
 def free_memory(device: torch.device | str | None = None) -> int:
@@ -68,9 +71,11 @@ class Sampler:
         env: any :class:`~dynrep.envs.base.Environment`.
         representation_fn: observations ``[B, *obs_shape]`` -> codes ``[B, D]``.
         seed: seeds the numpy Generator every draw of this sampler uses.
-        batch_size: observations per call of ``representation_fn``; None: :func:`auto_batch_size` of the
-            environment's observations on ``device`` at the first encode (the largest batch that fits the
-            free memory; on a CPU at most :data:`CPU_BATCH_PER_THREAD` per torch thread).
+        batch_size: observations per call of ``representation_fn`` and per draw from the environment; None:
+            encode :func:`auto_batch_size` of the environment's observations on ``device`` at a time (the largest
+            batch that fits the free memory; on a CPU at most :data:`CPU_BATCH_PER_THREAD` per torch thread)
+            and draw :data:`DRAW_BATCH` at a time, so that the draws, and the scores, are the same on every
+            machine.
         device: where observations are moved before encoding (default: left on the CPU).
     """
 
@@ -83,6 +88,7 @@ class Sampler:
         self.representation_fn = representation_fn
         self.rng = np.random.default_rng(check_int("seed", seed, 0))
         self._batch_size = None if batch_size is None else check_int("batch_size", batch_size, 1)
+        self.draw_size = DRAW_BATCH if batch_size is None else batch_size
         self.device = device
 
     @property
@@ -145,6 +151,11 @@ class Sampler:
                                      for start in range(0, len(unique), self.batch_size))
         return codes[inverse.reshape(-1)]
 
+    def _draws(self, n: int, length: int) -> Iterator:
+        """``n`` random episodes of ``length`` actions, :attr:`draw_size` per call of the environment."""
+        for start in range(0, n, self.draw_size):
+            yield self.env.sample_trajectories(min(self.draw_size, n - start), length, self.rng)
+
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` observations drawn as the environment draws episode starts (uniform factors for factor
         worlds, dataset rows for recorded ones), encoded: ``(codes [n, D], factors [n, K])``."""
@@ -152,10 +163,10 @@ class Sampler:
         factors = []
 
         def batches() -> Iterator[torch.Tensor]:
-            for start in range(0, n, self.batch_size):
-                batch = self.env.sample_trajectories(min(self.batch_size, n - start), 0, self.rng)
+            for batch in self._draws(n, 0):
                 factors.append(batch.factors[:, 0].numpy())
-                yield batch.obs[:, 0]
+                obs = batch.obs[:, 0]
+                yield from obs.split(self.batch_size)
 
         codes = self._encode_batches(batches())
         return codes, np.concatenate(factors)
@@ -166,8 +177,7 @@ class Sampler:
         if not self.env.actions.discrete or self.env.actions.n == 0:
             raise ValueError(f"{type(self.env).__name__} has no discrete actions to fit one map per action")
         codes, next_codes, actions = [], [], []
-        for start in range(0, n, self.batch_size):
-            batch = self.env.sample_trajectories(min(self.batch_size, n - start), 1, self.rng)
+        for batch in self._draws(n, 1):
             codes.append(self.encode(batch.obs[:, 0]))
             next_codes.append(self.encode(batch.obs[:, 1]))
             actions.append(batch.actions[:, 0].numpy())
