@@ -36,14 +36,16 @@ PUBLIC = [(module.__name__, name) for module in public_modules() for name in mod
 
 
 def defining_module(module, name: str) -> str:
-    """Where ``module.name`` is defined: a module itself, a class's or function's own module, else (data)
-    ``module``."""
+    """Where ``module.name`` is defined: a module itself, a class's or function's own module, data a package
+    re-exports: the submodule whose ``__all__`` holds the same object, else (data) ``module``."""
     obj = getattr(module, name)
     if inspect.ismodule(obj):
         return obj.__name__
     if inspect.isclass(obj) or inspect.isroutine(obj):
         return obj.__module__
-    return module.__name__
+    owners = [sub for sub, value in sorted(sys.modules.items()) if sub.startswith(f"{module.__name__}.") and
+              name in getattr(value, "__all__", ()) and getattr(value, name, None) is obj]
+    return owners[0] if owners else module.__name__
 
 
 @pytest.fixture(scope="module")
