@@ -83,7 +83,8 @@ def _train(args: argparse.Namespace) -> int:
     from dynrep.training.logging import loggers
     out = Path(args.out)
     periodic = [] if args.eval_every is None else [PeriodicEvaluation(learner.evaluate, args.eval_every)]
-    callbacks = loggers(args.logger, {"tensorboard": f"{out}.tensorboard", "wandb": out.parent}, run_name=out.name)
+    callbacks = loggers(args.logger, {"tensorboard": f"{out}.tensorboard", "wandb": out.parent}, run_name=out.name,
+                        run_id=learner.run_id)
     learner.train(args.steps, time_limit=args.time_limit, progress=not args.quiet, checkpoint_dir=args.out,
                   checkpoint_every=args.checkpoint_every, overwrite=args.overwrite, safetensors=bool(args.safetensors),
                   callbacks=[*periodic, *callbacks])

@@ -419,7 +419,8 @@ def _train_and_evaluate(learner, config: RunConfig, out: Path, steps: int, *, pr
 
     periodic = [] if trainer.eval_every is None else [PeriodicEvaluation(evaluate, trainer.eval_every)]
     callbacks = loggers(trainer.logger, {"tensorboard": out / TENSORBOARD_DIR, "wandb": out}, trainer.log_every,
-                        config=run_config_to_dict(resolved(config, learner)), run_name=out.resolve().name)
+                        config=run_config_to_dict(resolved(config, learner)), run_name=out.resolve().name,
+                        run_id=learner.run_id)
     learner.train(steps, time_limit=trainer.time_limit, progress=progress, checkpoint_dir=out / CHECKPOINT_DIR,
                   checkpoint_every=trainer.checkpoint_every, overwrite=overwrite, log_every=trainer.log_every,
                   safetensors=trainer.safetensors, callbacks=[*periodic, *callbacks])

@@ -313,8 +313,12 @@ def test_run_config_eval_every_with_tensorboard_and_wandb_offline(tmp_path, monk
     assert run_record["config"]["update"]["trainer"]["eval_every"] == 4
     # a resumed run folder with a wandb folder in it is still a run folder
     assert cli.main(["resume", str(run), "--steps", "2", "--quiet"]) == 0
-    assert len(list((run / "wandb").glob("offline-run-*"))) == 2  # in the run folder, not in $WANDB_DIR
+    resumed = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(resumed) == 2  # in the run folder, not in $WANDB_DIR
     assert not list((tmp_path / "wandb-home").rglob("offline-run-*"))
+    run_id = RepresentationLearner.load(run / "checkpoint").run_id
+    assert all(folder.name.endswith(f"-{run_id}") for folder in resumed)  # one wandb run: `wandb sync` joins them
+    assert {r["run"]["run_id"] for folder in resumed for r in wandb_records(folder) if r["type"] == "run"} == {run_id}
 
 
 def test_wandb_logger_offline_images_and_config(tmp_path, monkeypatch, one_thread):

@@ -291,7 +291,10 @@ class WandbLogger(_Writer):
     images as ``wandb.Image``), the config (by default the model's and the world's) as the run's config.
 
     Each ``train`` call is one wandb run, started in ``on_train_begin`` (``wandb.init(project=project,
-    name=name, dir=dir, mode=mode, config=...)``) and finished when training ends. wandb writes the run's
+    name=name, dir=dir, mode=mode, config=..., id=run_id, resume="allow")``) and finished when training ends;
+    with ``run_id`` (a run config's runs pass the learner's :attr:`~dynrep.RepresentationLearner.run_id`, which a
+    resumed learner keeps) the calls of one run are one wandb run: a resumed run continues it (offline: each call
+    writes its own ``offline-run-*`` folder under that id, and ``wandb sync`` joins them). wandb writes the run's
     files to ``DIR/wandb`` (``dir`` None: ``$WANDB_DIR/wandb`` or ``./wandb``); ``mode`` is ``"online"``,
     ``"offline"`` (no network, no login: ``wandb sync DIR/wandb/offline-run-*`` uploads it later),
     ``"disabled"`` or None (``$WANDB_MODE``, else online, which needs ``wandb login``). Needs
@@ -301,9 +304,9 @@ class WandbLogger(_Writer):
     def __init__(self, dir: str | Path | None = None, every: int = 10, images_every: int | None = 500, *,
                  project: str = "dynrep", name: str | None = None, mode: str | None = None,
                  config: dict[str, Any] | None = None, num_episodes: int = 4, num_frames: int | None = 20,
-                 seed: int = 0):
+                 seed: int = 0, run_id: str | None = None):
         super().__init__(every, images_every, config, num_episodes, num_frames, seed)
-        self.dir, self.project, self.name, self.mode = dir, project, name, mode
+        self.dir, self.project, self.name, self.mode, self.run_id = dir, project, name, mode, run_id
         self.wandb = _wandb()
         self.run = None
 
@@ -311,7 +314,8 @@ class WandbLogger(_Writer):
         if self.dir is not None:
             Path(self.dir).mkdir(parents=True, exist_ok=True)
         self.run = self.wandb.init(project=self.project, name=self.name, mode=self.mode, config=config,
-                                   dir=None if self.dir is None else str(self.dir), reinit="create_new")
+                                   dir=None if self.dir is None else str(self.dir), reinit="create_new",
+                                   id=self.run_id, resume=None if self.run_id is None else "allow")
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         self.run.log(values, step=step)
@@ -341,16 +345,17 @@ def logger_names(text: str | None, key: str = "trainer.logger") -> list[str]:
 
 
 def loggers(name: str | None, log_dirs: dict[str, str | Path], every: int = 10, *,
-            config: dict[str, Any] | None = None, run_name: str | None = None) -> list[Callback]:
+            config: dict[str, Any] | None = None, run_name: str | None = None,
+            run_id: str | None = None) -> list[Callback]:
     """The callbacks of ``name`` (None, ``"tensorboard"``, ``"wandb"`` or both, comma-separated: what
     ``--logger`` and a run config's ``trainer.logger`` choose) beyond the default jsonl, each logging every
     ``every`` steps: a :class:`TensorBoardLogger` writing to ``log_dirs["tensorboard"]``, a
-    :class:`WandbLogger` with ``dir=log_dirs["wandb"]`` and ``name=run_name``; ``config`` is what both record
-    (None: the model's and the world's)."""
+    :class:`WandbLogger` with ``dir=log_dirs["wandb"]``, ``name=run_name`` and ``run_id``; ``config`` is what
+    both record (None: the model's and the world's)."""
     built = []
     for logger in logger_names(name, "logger"):
         if logger == "tensorboard":
             built.append(TensorBoardLogger(log_dirs["tensorboard"], every=every, config=config))
         else:
-            built.append(WandbLogger(log_dirs["wandb"], every=every, config=config, name=run_name))
+            built.append(WandbLogger(log_dirs["wandb"], every=every, config=config, name=run_name, run_id=run_id))
     return built
