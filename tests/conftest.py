@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dynrep import GridWorld, RepresentationLearner, build_model
+from dynrep import GridWorld, RepresentationLearner, build_model, cli
 
 #: Small conv/MLP widths that still exercise every layer type. Two conv layers (16 -> 8 -> 4) rather
 #: than four down to 1x1: with four 4-channel layers the decoder's ReLUs are often all dead at
@@ -148,3 +148,13 @@ def mount_read_only():
     yield make
     for directory in mounted:
         subprocess.run(["umount", "-l", str(directory)], capture_output=True)
+
+
+def one_line(capsys, *argv) -> tuple[int, str]:
+    """Run the ``dynrep`` command ``argv``; return its exit code and its stderr, which must be exactly one line
+    (the CLI's rule for every error a user can cause)."""
+    code = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return code, err[0]

@@ -13,22 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import fill_disk, tiny_learner
+from conftest import fill_disk, one_line, tiny_learner
 from dynrep import cli
 
 TINY = ["--quiet", "--device", "cpu", "--set", "channels=[4,8]", "--set", "hidden=32", "--set", "batch_size=2",
         "--set", "episode_length=2", "--env-arg", "size=3", "--env-arg", "image_size=16"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
-
-
-def one_line(capsys, *argv) -> tuple[int, str]:
-    """Run the command; return its exit code and its stderr, which must be exactly one line."""
-    code = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert "Traceback" not in err[0]
-    return code, err[0]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_MODEL, png_bytes_ok
+from conftest import TINY_MODEL, one_line, png_bytes_ok
 from dynrep import RepresentationLearner, cli, runs, sweeps
 from dynrep.runs import EnvConfig, EvalConfig, ModelConfig, RunConfig, TrainerConfig
 
@@ -38,15 +38,6 @@ def tiny_config(steps: int = 4, model: str = "vae", **trainer) -> RunConfig:
 @pytest.fixture
 def run_yaml(tmp_path) -> Path:
     return runs.save_run_config(tiny_config(), tmp_path / "run.yaml")
-
-
-def one_line(capsys, *argv) -> tuple[int, str]:
-    """Run the command; return its exit code and its stderr, which must be exactly one line."""
-    code = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert "Traceback" not in err[0]
-    return code, err[0]
 
 
 def assert_same_run(a: RepresentationLearner, b: RepresentationLearner) -> None:
