@@ -19,9 +19,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import os
 import re
-import tempfile
 import time
 import typing
 from dataclasses import dataclass, field
@@ -270,15 +268,9 @@ def save_run_config(config: RunConfig, path: str | Path) -> Path:
     values = run_config_to_dict(config)
     text = json.dumps(values, indent=2) + "\n" if path.suffix == ".json" else \
         yaml.safe_dump(values, sort_keys=False, default_flow_style=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from dynrep.viz.files import replaced_atomically
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text)
     return path
 
 

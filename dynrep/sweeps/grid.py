@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -167,10 +166,9 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _flush(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from dynrep.viz.files import replaced_atomically
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text)
 
 
 def prepare(config: str | Path | runs.RunConfig, args: Sequence[str], out: str | Path, *,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -112,14 +111,12 @@ def summarize(sweep_dir: str | Path) -> tuple[Path, Path | None]:
     rows = summary_rows(sweep_dir)
     columns = ["point", "status", *sweep.grid, "step", "wall_time_s", *_metric_names(rows, sweep.grid)]
     path = sweep.out / SUMMARY_CSV
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, restval="")
         writer.writeheader()
         for row in rows:
             writer.writerow({key: "" if row.get(key) is None and key in ("step", "wall_time_s") else
                              _cell(row[key]) if key in sweep.grid else row.get(key, "") for key in columns})
-    os.replace(tmp, path)
     fig = summary_figure(rows, sweep.grid)
     png = sweep.out / SUMMARY_PNG
     if fig is None:

@@ -23,6 +23,7 @@ import torch
 from dynrep.checks import check_int
 from dynrep.config import config_to_dict
 from dynrep.training.callbacks import Callback
+from dynrep.viz.files import replaced_atomically
 
 
 def metrics_path(checkpoint_dir: str | Path) -> Path:
@@ -116,9 +117,8 @@ class JsonlLogger(_Cadence):
                 continue
         if len(kept) == len(lines) - 1 and not lines[-1]:
             return
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        temp.write_bytes(b"".join(kept))
-        os.replace(temp, self.path)
+        with replaced_atomically(self.path) as temp:
+            temp.write_bytes(b"".join(kept))
 
     def write(self, trainer, logs: dict[str, float], steps_per_s: float, elapsed: float) -> None:
         self._append({"step": trainer.step, "terms": logs,
