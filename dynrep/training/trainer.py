@@ -31,6 +31,11 @@ def decayed_groups(groups: list[dict], weight_decay: float) -> list[dict]:
     return out
 
 
+def _terms(out) -> tuple[list[str], torch.Tensor]:
+    """The names (``"loss"`` first) and detached values ``[1 + len(out.terms)]`` of a step's loss terms."""
+    return ["loss", *out.terms], torch.stack([out.total.detach(), *(t.detach() for t in out.terms.values())])
+
+
 class Trainer:
     """Owns the optimiser, the step counter, the data and noise generators and the history.
 
@@ -139,10 +144,8 @@ class Trainer:
             if time_limit is not None and time.monotonic() - start >= time_limit:
                 return "time_limit"
             out = self.model.loss(self.sample_batch(), self.step, self.generator)
-            names = ["loss", *out.terms]
-            logs = dict(zip(names, torch.stack([out.total.detach(), *(t.detach() for t in out.terms.values())])
-                            .tolist()))
-            self._update(out, logs, callbacks)
+            names, values = _terms(out)
+            self._update(out, dict(zip(names, values.tolist())), callbacks)
         return "interrupted" if stop.received else "steps"
 
     def _run_ranks(self, steps: int, time_limit: float | None, callbacks: list[Callback], stop: StopSignals,
@@ -152,10 +155,8 @@ class Trainer:
         for _ in range(steps):
             self.rng, self.generator = distributed.step_generators(self.seed, self.step, self.device)
             out = self._ddp(self.sample_batch(), self.step, self.generator)
-            names = ["loss", *out.terms]
-            values, flags = distributed.all_reduce_mean(
-                torch.stack([out.total.detach(), *(t.detach() for t in out.terms.values())]),
-                self._stop_flags(stop, start, time_limit))
+            names, values = _terms(out)
+            values, flags = distributed.all_reduce_mean(values, self._stop_flags(stop, start, time_limit))
             reason = self._agreed_stop(flags)
             if reason is not None:
                 return reason
