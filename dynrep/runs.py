@@ -355,15 +355,20 @@ def _allowed(values: dict[str, Any], prefix: str, node: dict[str, Any]) -> list[
     return [f.name for f in dataclasses.fields(_SECTIONS[prefix]())]
 
 
+def _use_threads(config: RunConfig) -> None:
+    """torch's CPU threads to ``trainer.threads``, if given."""
+    if config.trainer.threads is not None:
+        import torch
+        torch.set_num_threads(config.trainer.threads)
+
+
 def build_learner(config: RunConfig):
     """A fresh :class:`~dynrep.RepresentationLearner` for ``config`` (sets torch's CPU threads if
     ``trainer.threads`` is given)."""
-    import torch
 
     from dynrep.envs.registry import make_env
     from dynrep.learner import RepresentationLearner
-    if config.trainer.threads is not None:
-        torch.set_num_threads(config.trainer.threads)
+    _use_threads(config)
     env = make_env(config.env.name, **config.env.args)
     if config.env.split is not None:
         env = env.split(config.env.split, config.env.modifiers)[0]
@@ -479,9 +484,7 @@ def resume(run_dir: str | Path, steps: int | None = None, *, progress: bool = Fa
         raise CheckpointError(f"{out} is not a run folder: it has no {RUN_FILE} (run folders are written by "
                               "`dynrep train RUN.yaml --out DIR`)")
     config = load_run_config(out / RUN_FILE)
-    if config.trainer.threads is not None:
-        import torch
-        torch.set_num_threads(config.trainer.threads)
+    _use_threads(config)
     learner = RepresentationLearner.load(out / CHECKPOINT_DIR, device=config.trainer.device)
     if steps is None:
         remaining = config.trainer.steps - learner.step
