@@ -28,8 +28,9 @@ step gives the time inside the convolution and transposed-convolution kernels (f
 step cannot cost less than that, so ``faster peer / conv time`` is the best ratio any implementation of
 the identical network could reach, printed beside the measured one.
 
-    /work/main/.venv-peers/bin/python benchmarks/peers.py            # ~6 minutes
-    /work/main/.venv-peers/bin/python benchmarks/peers.py --quick    # ~1 minute
+    bash benchmarks/setup_peers.sh                                    # once: ./.venv-peers (or $PEERS_VENV)
+    PYTHONPATH=. .venv-peers/bin/python benchmarks/peers.py           # 7 rounds x 5 steps, ~10 minutes
+    PYTHONPATH=. .venv-peers/bin/python benchmarks/peers.py --quick   # ~1 minute
 """
 from __future__ import annotations
 
