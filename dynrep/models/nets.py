@@ -67,7 +67,8 @@ def build_encoder(obs_shape: Sequence[int], out_dim: int, channels: Sequence[int
                   mlp_hidden: Sequence[int], mlp_activation: str = "relu") -> nn.Module:
     """Network ``[B, *obs_shape] float -> [B, out_dim]``.
 
-    Images: conv(k4, s2, p1) with ``channels`` and ReLU, flatten, Linear ``hidden``, ReLU,
+    Images: conv(k4, s2, p1) with ``channels`` and ReLU (in place: a convolution's backward does not read
+    its output, and the in-place ReLU saves one activation-sized allocation per layer), flatten, Linear ``hidden``, ReLU,
     Linear ``out_dim``. Vectors: MLP through ``mlp_hidden`` with ``mlp_activation``.
     """
     if len(obs_shape) == 1:
@@ -77,7 +78,7 @@ def build_encoder(obs_shape: Sequence[int], out_dim: int, channels: Sequence[int
     side = _check_image(obs_shape, channels)
     layers: list[nn.Module] = []
     for c_in, c_out in zip([obs_shape[0], *channels[:-1]], channels):
-        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ReLU()]
+        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ReLU(inplace=True)]
     layers += [nn.Flatten(), *mlp([channels[-1] * side * side, hidden, out_dim])]
     return nn.Sequential(*layers)
 
@@ -104,7 +105,7 @@ class SpatialBroadcastDecoder(nn.Module):
         layers: list[nn.Module] = []
         sizes = [latent_dim + 2] + [BROADCAST_CHANNELS] * BROADCAST_LAYERS
         for c_in, c_out in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Conv2d(c_in, c_out, 5, padding=2), nn.ReLU()]
+            layers += [nn.Conv2d(c_in, c_out, 5, padding=2), nn.ReLU(inplace=True)]
         layers.append(nn.Conv2d(sizes[-1], channels, 5, padding=2))
         self.net = nn.Sequential(*layers)
 
@@ -135,7 +136,7 @@ def build_decoder(latent_dim: int, obs_shape: Sequence[int], channels: Sequence[
     for i, (c_in, c_out) in enumerate(zip(rev, [*rev[1:], obs_shape[0]])):
         layers.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1))
         if i < len(rev) - 1:
-            layers.append(nn.ReLU())
+            layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
 
