@@ -15,6 +15,7 @@ throughput does not depend on the weights.
    1,920,000 (β-VAE) and 970,000 (FactorVAE) images; at the measured rate the time is extrapolated.
 
     python benchmarks/metrics_throughput.py            # --votes 300 --threads 2 --rounds 3
+    python benchmarks/metrics_throughput.py --quick    # --votes 100 --rounds 2: about a minute
 """
 from __future__ import annotations
 
@@ -100,7 +101,10 @@ def main() -> None:
     parser.add_argument("--votes", type=int, default=300, help="training votes / points (evaluation: half)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the best of each is kept)")
+    parser.add_argument("--quick", action="store_true", help="--votes 100 --rounds 2 (about a minute)")
     args = parser.parse_args()
+    if args.quick:
+        args.votes, args.rounds = 100, 2
     torch.set_num_threads(args.threads)
     print(f"{load()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     env = Shapes3DSized()

@@ -277,12 +277,12 @@ def test_auto_batch_size_is_the_largest_batch_that_fits(monkeypatch):
     from dynrep.metrics import sampling
     monkeypatch.setattr(sampling, "free_memory", lambda device=None: 2 ** 30)
     # a quarter of 1 GiB over 8 x the float32 size of a 64x64x3 image (393,216 bytes): 682 images
-    monkeypatch.setattr(sampling, "CPU_BATCH_PER_THREAD", 10 ** 6)
+    monkeypatch.setattr(sampling, "CPU_BATCH", 10 ** 6)
     assert sampling.auto_batch_size((3, 64, 64)) == 2 ** 28 // (8 * 4 * 3 * 64 * 64) == 682
     assert sampling.auto_batch_size((3, 128, 128)) == 170  # 4x the pixels, a quarter of the batch
     assert sampling.auto_batch_size((3, 8192, 8192)) == 1  # never 0
-    monkeypatch.setattr(sampling, "CPU_BATCH_PER_THREAD", 128)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(sampling, "CPU_BATCH", 256)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the cap does not depend on the threads
     assert sampling.auto_batch_size((3, 64, 64)) == 256 and sampling.auto_batch_size((3, 64, 64), "cpu") == 256
     assert sampling.auto_batch_size((3, 256, 256)) == 42  # memory binds before the CPU cap
     seen = []
@@ -314,18 +314,18 @@ def test_sampler_encodes_under_inference_mode():
 
 
 def test_what_a_self_sizing_sampler_draws_does_not_depend_on_the_machine(monkeypatch):
-    """The encode batch follows the threads and the free memory; the draws (which interleave start and action
+    """The encode batch follows the free memory (and a CPU cap); the draws (which interleave start and action
     draws per call of the environment) must not, or scores would differ between machines."""
     from dynrep import make_env
     from dynrep.metrics import sampling
     env = make_env("gridworld", size=4, image_size=16)
     encode = lambda obs: obs.flatten(1)[:, ::97].float()  # noqa: E731 - a deterministic stand-in encoder
     drawn = []
-    for per_thread in (1, 32):
-        monkeypatch.setattr(sampling, "CPU_BATCH_PER_THREAD", per_thread)
+    for cap in (1, 32):
+        monkeypatch.setattr(sampling, "CPU_BATCH", cap)
         sampler = Sampler(env, encode, seed=5)
         drawn.append((*sampler.sample_transitions(300), *sampler.sample(300)))
-        assert sampler.batch_size == per_thread * torch.get_num_threads()
+        assert sampler.batch_size == cap
     for a, b in zip(*drawn):
         np.testing.assert_array_equal(a, b)
     explicit = Sampler(env, encode, seed=5, batch_size=sampling.DRAW_BATCH)

@@ -21,12 +21,13 @@ RepresentationFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
 
 #: Share of the free memory (host RAM; on CUDA the device's) that one automatically sized batch may use.
 MEMORY_SHARE = 0.25
-#: Largest automatic batch on a CPU, per torch thread. There the per-image cost of a conv encoder grows with the
-#: batch once its activations leave the cores' caches (benchmarks/metrics_throughput.py, the Burgess coder: at one
-#: thread ~3,700-3,850 images/s at 16-32, 3,400 at 256, 2,900 at 1,024; at two threads 9,800-10,700 at 32-64,
-#: 7,100 at 256, 5,000 at 1,024; ReLU alone takes a third of the conv time at 128), so the batch that fits memory
-#: is not the fastest; on CUDA the batch is as large as fits.
-CPU_BATCH_PER_THREAD = 32
+#: Largest automatic batch on a CPU, whatever the number of torch threads. There the per-image cost of a conv
+#: encoder grows with the batch once its activations leave the cores' caches (benchmarks/metrics_throughput.py,
+#: the Burgess coder on 64x64x3, 2026-12-04, load 0.8: images/s at batches 32 / 64 / 96 / 128 / 192 / 256 were
+#: 13,400 / 14,900 / 15,500 / 15,700 / 10,100 / 8,700 at two threads and 7,700 / 7,900 / 8,200 / 8,000 / 4,900 /
+#: 4,500 at one: the fall after 128 does not move with the threads), so the batch that fits memory is not the
+#: fastest; on CUDA the batch is as large as fits.
+CPU_BATCH = 128
 #: Episodes drawn from the environment per call when the Sampler sizes its encode batches itself: fixed, so that
 #: what is drawn (some worlds interleave start and action draws per call) never depends on the machine.
 DRAW_BATCH = 256
@@ -57,10 +58,10 @@ WORKING_FACTOR = 8
 def auto_batch_size(obs_shape: tuple[int, ...], device: torch.device | str | None = None) -> int:
     """The largest batch of observations ``obs_shape`` whose working memory (:data:`WORKING_FACTOR` times its
     float32 size) fits :data:`MEMORY_SHARE` of :func:`free_memory` on ``device``; on a CPU at most
-    :data:`CPU_BATCH_PER_THREAD` per torch thread."""
+    :data:`CPU_BATCH`."""
     fits = int(MEMORY_SHARE * free_memory(device)) // (WORKING_FACTOR * 4 * int(np.prod(obs_shape)))
     if torch.device("cpu" if device is None else device).type == "cpu":
-        fits = min(fits, CPU_BATCH_PER_THREAD * torch.get_num_threads())
+        fits = min(fits, CPU_BATCH)
     return max(1, fits)
 
 
@@ -73,7 +74,7 @@ class Sampler:
         seed: seeds the numpy Generator every draw of this sampler uses.
         batch_size: observations per call of ``representation_fn`` and per draw from the environment; None:
             encode :func:`auto_batch_size` of the environment's observations on ``device`` at a time (the largest
-            batch that fits the free memory; on a CPU at most :data:`CPU_BATCH_PER_THREAD` per torch thread)
+            batch that fits the free memory; on a CPU at most :data:`CPU_BATCH`)
             and draw :data:`DRAW_BATCH` at a time, so that the draws, and the scores, are the same on every
             machine.
         device: where observations are moved before encoding (default: left on the CPU).
