@@ -1,14 +1,17 @@
 """GridWorld rotation-learner speed: dynrep vs a re-implementation of the seed code's hot path.
 
-Prints, measured in this one process:
-  1. steps/s of a dynrep training step and of the reference step (same workload:
-     16 episodes x 5 actions of 64x64x3 frames, latent 4);
-  2. time per step outside the encoder/decoder = full step - (encoder + decoder
-     forward/backward on the same shapes), for both, and their ratio;
-  3. wall time until every action's rotation purity >= 0.95 with mean
-     reconstruction BCE (last 50 steps) < 0.01, for the default
-     RepresentationLearner settings (seeds given by --seeds);
-  4. GridWorld rendering throughput vs a per-sample Python renderer.
+Prints, measured in this one process (issue 18 item 2):
+  1. the peak GFLOP/s of a large convolution on these cores;
+  2. a dynrep training step at its defaults against the reference step on the
+     reference's network at the same batch (16 episodes x 5 actions, 64x64x3,
+     latent 4), and both on the seed's own network and batch (3 x 20,
+     32-32-64-64): ms per step, FLOPs per step (torch's FlopCounterMode), ms and
+     GFLOP/s of encoder + decoder forward/backward, time outside the networks
+     (= step - networks), and the ratio per step and at equal FLOPs;
+  3. each layer of dynrep's default coder alone: ms, GFLOP, GFLOP/s, share of peak;
+  4. the item's three targets, met or not, with the numbers;
+  5. GridWorld rendering throughput vs a per-sample Python renderer.
+Time to a disentangled GridWorld is benchmarks/gridworld_convergence.py.
 
 The reference reproduces what the seed project (tomdbar/dynamical-disentanglement,
 specs/dynamics.md 1.5-1.9) does per step: episodes stepped sample by sample in
@@ -17,8 +20,8 @@ built with a Python loop over planes and actions, per-step gathers, sigmoid deco
 with F.binary_cross_entropy, three Adam optimisers, and its conv architecture
 (32-32-64-64, padding 0, output_padding). Both run on the same threads.
 
-    python benchmarks/gridworld_training.py            # ~4 minutes on 2 cores
-    python benchmarks/gridworld_training.py --quick    # timings only, no time-to-disentangle
+    python benchmarks/gridworld_training.py            # 40 timed calls of each function
+    python benchmarks/gridworld_training.py --quick    # 10
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from dynrep import GridWorld, RepresentationLearner
 
@@ -74,8 +78,10 @@ class ReferenceCoder(nn.Module):
 class ReferenceLearner:
     """Per-step work of the seed code's DynamicRepresentationLearner on GridWorld([5,5,[0],[0],[4]])."""
 
-    def __init__(self, images: np.ndarray, sizes: tuple[int, int], seed: int = 0):
+    def __init__(self, images: np.ndarray, sizes: tuple[int, int], seed: int = 0,
+                 batch: int = BATCH, length: int = LENGTH):
         torch.manual_seed(seed)
+        self.batch, self.length = batch, length
         self.data = torch.from_numpy(images.astype(np.float32) / 255.0)  # whole set pre-loaded as float
         self.sizes = sizes
         self.coder = ReferenceCoder(LATENT)
@@ -106,14 +112,14 @@ class ReferenceLearner:
 
     def step(self) -> None:
         states = [[int(self.rng.integers(self.sizes[0])), int(self.rng.integers(self.sizes[1]))]
-                  for _ in range(BATCH)]
+                  for _ in range(self.batch)]
         obs = [self.observe(states)]
         z = self.coder.encoder(obs[0])
         z = z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         matrices = [self.matrix(t) for t in self.thetas]  # cached per step, cleared after it
         latents = [z]
-        for _ in range(LENGTH):
-            actions = self.rng.integers(0, 4, BATCH)
+        for _ in range(self.length):
+            actions = self.rng.integers(0, 4, self.batch)
             for b, a in enumerate(actions):
                 axis, sign = divmod(int(a), 2)
                 states[b][axis] = (states[b][axis] + (1 if sign == 0 else -1)) % self.sizes[axis]
@@ -132,30 +138,59 @@ class ReferenceLearner:
             opt.step()
 
     def network_only(self) -> None:
-        x = self.data[torch.zeros(BATCH, dtype=torch.long)]
+        x = self.data[torch.zeros(self.batch, dtype=torch.long)]
         z = self.coder.encoder(x)
-        out = self.coder.decoder(z.repeat(LENGTH + 1, 1))
+        out = self.coder.decoder(z.repeat(self.length + 1, 1))
         out.sum().backward()
+
+
+# --------------------------------------------------------------------------- FLOPs and peak
+def flops(fn) -> float:
+    """FLOPs of one call of ``fn`` (forward and backward), counted by torch's FlopCounterMode."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def peak_conv() -> tuple[str, float]:
+    """(shape, GFLOP/s) of a large 3x3 convolution's forward: the cores' attainable conv peak."""
+    x = torch.randn(32, 64, 64, 64).contiguous(memory_format=torch.channels_last)
+    conv = nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        seconds = timed({"conv": lambda: conv(x)}, 10)["conv"]
+        return "conv 64->64 k3 on 32x64x64x64", flops(lambda: conv(x)) / seconds / 1e9
+
+
+def layer_table(network: nn.Module, x: torch.Tensor, repeats: int) -> list[tuple[str, float, float, float]]:
+    """(layer, ms, GFLOP, GFLOP/s) of each conv, transposed conv and linear layer of ``network`` on its
+    input shapes when run on ``x``, forward and backward (input gradient included except for the first
+    layer), timed one layer at a time."""
+    inputs: dict[nn.Module, torch.Tensor] = {}
+    layers = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    hooks = [m.register_forward_hook(lambda m, i, o: inputs.__setitem__(m, i[0].detach())) for m in layers]
+    with torch.no_grad():
+        network(x)
+    for hook in hooks:
+        hook.remove()
+    rows = []
+    for k, layer in enumerate(layers):
+        inp = inputs[layer].clone().requires_grad_(k > 0)
+
+        def run(layer=layer, inp=inp):
+            layer(inp).sum().backward()
+        seconds = timed({"layer": run}, repeats)["layer"]
+        count = flops(run)
+        name = f"{type(layer).__name__} {tuple(inp.shape)}->{getattr(layer, 'out_channels', layer.weight.shape[0])}"
+        rows.append((name, seconds * 1e3, count / 1e9, count / seconds / 1e9))
+    return rows
 
 
 # --------------------------------------------------------------------------- dynrep
 def dynrep_network_only(learner: RepresentationLearner, batch) -> None:
     model = learner.model
     z = model.encoder(batch.obs[:, 0].float().div_(255))
-    out = model.decoder(z.repeat(LENGTH + 1, 1))
+    out = model.decoder(z.repeat(batch.obs.shape[1], 1))
     out.sum().backward()
-
-
-def time_to_disentangle(seed: int, limit: float) -> tuple[float | None, int, float, float]:
-    learner = RepresentationLearner(GridWorld(size=5), model="rotation", latent_dim=LATENT, seed=seed)
-    start = time.perf_counter()
-    while time.perf_counter() - start < limit:
-        learner.train(50, progress=False)
-        purity = learner.model.structure_scores()["rotation_purity_min"]
-        bce = float(np.mean(learner.history["reconstruction"][-50:]))
-        if purity >= PURITY and bce < BCE_THRESHOLD:
-            return time.perf_counter() - start, learner.step, purity, bce
-    return None, learner.step, purity, bce
 
 
 def render_reference(env: GridWorld, factors: np.ndarray) -> np.ndarray:
@@ -168,32 +203,80 @@ def render_reference(env: GridWorld, factors: np.ndarray) -> np.ndarray:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="skip the time-to-disentangle runs")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--limit", type=float, default=180.0, help="seconds per time-to-disentangle run")
-    parser.add_argument("--repeats", type=int, default=40)
-    args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-
-    env = GridWorld(size=5)
-    learner = RepresentationLearner(env, model="rotation", latent_dim=LATENT, seed=0)
-    reference = ReferenceLearner(env.render(env.factors.from_index(np.arange(25))), (5, 5))
+def step_comparison(title: str, learner: RepresentationLearner, reference: ReferenceLearner,
+                    repeats: int) -> dict[str, float]:
+    """Print and return step / network times and FLOPs of ``learner`` and ``reference``, interleaved."""
     batch = learner.trainer.sample_batch()
-
     t = timed({"ours_step": lambda: learner.train(1, progress=False),
                "ours_net": lambda: dynrep_network_only(learner, batch),
-               "ref_step": reference.step, "ref_net": reference.network_only}, args.repeats)
-    ours_step, ours_net, ref_step, ref_net = t["ours_step"], t["ours_net"], t["ref_step"], t["ref_net"]
-    ours_out, ref_out = max(ours_step - ours_net, 0.0), max(ref_step - ref_net, 0.0)
-    print("\n== training step (16 episodes x 5 actions, 64x64x3, latent 4) ==")
+               "ref_step": reference.step, "ref_net": reference.network_only}, repeats)
+    t["ours_flops"] = flops(lambda: learner.model.loss(batch, 0).total.backward())
+    t["ours_net_flops"] = flops(lambda: dynrep_network_only(learner, batch))
+    t["ref_flops"], t["ref_net_flops"] = flops(reference.step), flops(reference.network_only)
+    learner.model.zero_grad(set_to_none=True)
+    ours_out, ref_out = max(t["ours_step"] - t["ours_net"], 0.0), max(t["ref_step"] - t["ref_net"], 0.0)
+    print(f"\n== {title} ==")
     print(f"{'':28s}{'dynrep':>12s}{'reference':>12s}{'ratio':>8s}")
-    print(f"{'step time (ms)':28s}{ours_step * 1e3:12.1f}{ref_step * 1e3:12.1f}{ref_step / ours_step:8.2f}")
-    print(f"{'steps/s':28s}{1 / ours_step:12.1f}{1 / ref_step:12.1f}")
-    print(f"{'encoder+decoder (ms)':28s}{ours_net * 1e3:12.1f}{ref_net * 1e3:12.1f}")
-    print(f"{'outside networks (ms)':28s}{ours_out * 1e3:12.1f}{ref_out * 1e3:12.1f}"
-          f"{ref_out / max(ours_out, 1e-9):8.2f}")
+    rows = [("step time (ms)", t["ours_step"] * 1e3, t["ref_step"] * 1e3),
+            ("GFLOP per step", t["ours_flops"] / 1e9, t["ref_flops"] / 1e9),
+            ("encoder+decoder (ms)", t["ours_net"] * 1e3, t["ref_net"] * 1e3),
+            ("encoder+decoder GFLOP/s", t["ours_net_flops"] / t["ours_net"] / 1e9,
+             t["ref_net_flops"] / t["ref_net"] / 1e9),
+            ("outside networks (ms)", ours_out * 1e3, ref_out * 1e3)]
+    for name, ours, ref in rows:
+        ratio = f"{ref / ours:8.2f}" if ours > 0 else f"{'-':>8s}"  # a loaded run can time the step below its nets
+        print(f"{name:28s}{ours:12.2f}{ref:12.2f}{ratio}")
+    per_flop = (t["ref_step"] / t["ref_flops"]) / (t["ours_step"] / t["ours_flops"])
+    print(f"{'ms per GFLOP (equal FLOPs)':28s}{t['ours_step'] / t['ours_flops'] * 1e12:12.2f}"
+          f"{t['ref_step'] / t['ref_flops'] * 1e12:12.2f}{per_flop:8.2f}")
+    t["outside_share"] = ours_out / t["ours_step"]
+    t["per_flop"] = per_flop
+    return t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="10 timed calls of each function instead of 40")
+    parser.add_argument("--repeats", type=int, default=40)
+    args = parser.parse_args()
+    repeats = 10 if args.quick else args.repeats
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {load}")
+
+    env = GridWorld(size=5)
+    images = env.render(env.factors.from_index(np.arange(25)))
+    shape, peak = peak_conv()
+    print(f"\npeak: {shape}: {peak:.1f} GFLOP/s")
+
+    learner = RepresentationLearner(env, model="rotation", latent_dim=LATENT, seed=0)
+    ours = step_comparison(f"training step, defaults ({BATCH} episodes x {LENGTH} actions, 8-16-32-32) against "
+                           "the reference on its network at the same batch", learner,
+                           ReferenceLearner(images, (5, 5)), repeats)
+    seed_net = RepresentationLearner(env, model="rotation", latent_dim=LATENT, seed=0,
+                                     channels=(32, 32, 64, 64), batch_size=3, episode_length=20)
+    seed = step_comparison("training step, both on the seed's network and batch (3 episodes x 20 actions, "
+                           "32-32-64-64; dynrep: padding 1, 1024-unit FC)", seed_net,
+                           ReferenceLearner(images, (5, 5), batch=3, length=20), repeats)
+
+    model, batch = learner.model, learner.trainer.sample_batch()
+    obs = batch.obs[:, 0].float().div_(255)
+    z = model.encoder(obs).detach().repeat(batch.obs.shape[1], 1)
+    print("\n== dynrep default layers, forward + backward, one at a time ==")
+    print(f"{'layer':52s}{'ms':>8s}{'GFLOP':>8s}{'GFLOP/s':>9s}{'of peak':>9s}")
+    for network, x in ((model.encoder, obs), (model.decoder, z)):
+        for name, ms, gflop, rate in layer_table(network, x, repeats):
+            print(f"{name:52s}{ms:8.2f}{gflop:8.3f}{rate:9.1f}{rate / peak:9.0%}")
+
+    net_rate = ours["ours_net_flops"] / ours["ours_net"] / 1e9
+    print("\n== issue 18 item 2 targets ==")
+    print(f"encoder+decoder at >= 50% of peak: {net_rate:.1f} / {peak:.1f} GFLOP/s = {net_rate / peak:.0%} "
+          f"({'met' if net_rate >= 0.5 * peak else 'not met'})")
+    print(f"outside networks <= 15% of a step: {ours['outside_share']:.0%} "
+          f"({'met' if ours['outside_share'] <= 0.15 else 'not met'})")
+    print(f">= 3x the seed per step on its network and batch: {seed['ref_step'] / seed['ours_step']:.2f}x per step, "
+          f"{seed['per_flop']:.2f}x at equal FLOPs ({seed['ours_flops'] / seed['ref_flops']:.2f}x its FLOPs; "
+          f"{'met' if seed['ref_step'] >= 3 * seed['ours_step'] else 'not met'})")
 
     factors = env.sample_factors(4096, 0)
     fresh = GridWorld(size=5)
@@ -204,14 +287,6 @@ def main() -> None:
     print(f"cached render  {4096 / ours_render:12,.0f} frames/s  ({ref_render / ours_render:.1f}x the per-sample loop)")
     print(f"vectorised draw{4096 / draw:12,.0f} frames/s  ({ref_render / draw:.1f}x the per-sample loop)")
     print(f"per-sample loop{4096 / ref_render:12,.0f} frames/s")
-
-    if not args.quick:
-        print(f"\n== time until every action's purity >= {PURITY} and BCE < {BCE_THRESHOLD} "
-              "(default settings, checked every 50 steps) ==")
-        for seed in args.seeds:
-            seconds, steps, purity, bce = time_to_disentangle(seed, args.limit)
-            status = f"{seconds:6.1f} s" if seconds is not None else f"not within {args.limit:.0f} s"
-            print(f"seed {seed}: {status}, {steps} steps, purity_min {purity:.3f}, BCE {bce:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,95 @@
+"""GridWorld time to disentangled: steps and training wall seconds per seed until every action's
+rotation purity >= 0.95 with mean reconstruction BCE (last 25 steps) < 0.01.
+
+Runs the README's four lines (``RepresentationLearner(GridWorld(size=5), model="rotation",
+latent_dim=4, seed=s).train(...)``), checking the target every ``--every`` steps; the seconds are
+training wall time only (the checks are not counted). Then (not with ``--quick``) trains each seed to
+``--steps`` and prints the final purity and BCE, so that a change of defaults can be compared with the
+old ones (``--config key=value`` overrides a model option, e.g. to rerun the old defaults).
+
+    python benchmarks/gridworld_convergence.py                 # seeds 0-4, target then 3000 steps
+    python benchmarks/gridworld_convergence.py --quick         # seeds 0-4, time to target only
+    python benchmarks/gridworld_convergence.py --config lr_angles=0.01
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import time
+
+import numpy as np
+import torch
+
+from dynrep import GridWorld, RepresentationLearner
+
+PURITY, BCE_THRESHOLD, TARGET_SECONDS = 0.95, 0.01, 10.0
+
+
+def learner_for(seed: int, config: dict) -> RepresentationLearner:
+    return RepresentationLearner(GridWorld(size=5), model="rotation", latent_dim=4, seed=seed, **config)
+
+
+def scores(learner: RepresentationLearner, window: int) -> tuple[float, float]:
+    purity = learner.model.structure_scores()["rotation_purity_min"]
+    return purity, float(np.mean(learner.history["reconstruction"][-window:]))
+
+
+def time_to_target(seed: int, config: dict, every: int, max_steps: int) -> tuple[float | None, int, float, float]:
+    """(training seconds or None, steps, purity_min, BCE) at the first check meeting the target."""
+    learner = learner_for(seed, config)
+    seconds = 0.0
+    while learner.step < max_steps:
+        start = time.perf_counter()
+        learner.train(every, progress=False)
+        seconds += time.perf_counter() - start
+        purity, bce = scores(learner, every)
+        if purity >= PURITY and bce < BCE_THRESHOLD:
+            return seconds, learner.step, purity, bce
+    return None, learner.step, purity, bce
+
+
+def parse_config(items: list[str]) -> dict:
+    config = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--config takes key=value, got {item!r}")
+        config[key] = ast.literal_eval(value)
+    return config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="time to target only, no long runs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--every", type=int, default=25, help="steps between checks of the target")
+    parser.add_argument("--max-steps", type=int, default=2000, help="give up on the target after this many steps")
+    parser.add_argument("--steps", type=int, default=3000, help="length of the long runs")
+    parser.add_argument("--config", nargs="*", default=[], help="model options key=value (Python literals)")
+    args = parser.parse_args()
+    config = parse_config(args.config)
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {load}, config {config or 'defaults'}")
+    print(f"\n== time until every action's purity >= {PURITY} and BCE < {BCE_THRESHOLD} "
+          f"(checked every {args.every} steps; target <= {TARGET_SECONDS:.0f} s) ==")
+    for seed in args.seeds:
+        seconds, steps, purity, bce = time_to_target(seed, config, args.every, args.max_steps)
+        status = (f"{seconds:6.1f} s ({seconds / steps * 1e3:5.1f} ms/step)" if seconds is not None
+                  else f"not within {args.max_steps} steps")
+        print(f"seed {seed}: {steps:5d} steps, {status}, purity_min {purity:.3f}, BCE {bce:.4f}", flush=True)
+    if not args.quick:
+        print(f"\n== after {args.steps} steps (BCE: mean of the last 50) ==")
+        for seed in args.seeds:
+            learner = learner_for(seed, config)
+            start = time.perf_counter()
+            learner.train(args.steps, progress=False)
+            seconds = time.perf_counter() - start
+            purity, bce = scores(learner, 50)
+            print(f"seed {seed}: purity_min {purity:.3f}, BCE {bce:.5f}, {seconds:6.1f} s", flush=True)
+    with open("/proc/loadavg") as f:
+        print(f"load after: {f.read().split()[0]}")
+
+
+if __name__ == "__main__":
+    main()
