@@ -12,6 +12,7 @@ from dynrep.checks import check_int, check_seconds
 from dynrep.schedules import staircase_decay
 from dynrep.training import distributed
 from dynrep.training.callbacks import Callback, NaNGuard, NonFiniteLossError
+from dynrep.training.optim import EagerAdam
 from dynrep.training.signals import StopSignals, TrainingInterrupted
 
 
@@ -56,7 +57,8 @@ class Trainer:
         self.model, self.env, self.device = model, env, device
         groups = decayed_groups(model.parameter_groups(), model.config.weight_decay)
         # The fused kernel updates all parameters in one call: the cheapest optimiser step on CPU and CUDA.
-        self.optimizer = torch.optim.Adam(groups, fused=device.type in ("cpu", "cuda"))
+        # EagerAdam is torch's Adam without the import of torch._dynamo (~70 MB).
+        self.optimizer = EagerAdam(groups, fused=device.type in ("cpu", "cuda"))
         # The schedule's base rates come from the config, not the optimiser state: a pure function of the step.
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         #: The callbacks of the running (or last) ``fit``'s steps, NaNGuard first: who hears ``on_evaluation``.
