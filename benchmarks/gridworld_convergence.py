@@ -14,13 +14,14 @@ old ones (``--config key=value`` overrides a model option, e.g. to rerun the old
 from __future__ import annotations
 
 import argparse
-import ast
+import os
 import time
 
 import numpy as np
 import torch
 
 from dynrep import GridWorld, RepresentationLearner
+from dynrep.runs import parse_override
 
 PURITY, BCE_THRESHOLD, TARGET_SECONDS = 0.95, 0.01, 10.0
 
@@ -49,12 +50,14 @@ def time_to_target(seed: int, config: dict, every: int, max_steps: int) -> tuple
 
 
 def parse_config(items: list[str]) -> dict:
+    """Model options from ``key=value`` items, parsed as the CLI's overrides are (:func:`dynrep.runs.parse_override`)."""
     config = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--config takes key=value, got {item!r}")
-        config[key] = ast.literal_eval(value)
+        try:
+            keys, value = parse_override(item)
+        except ValueError as err:
+            raise SystemExit(f"--config: {err}") from None
+        config[".".join(keys)] = value
     return config
 
 
@@ -65,12 +68,11 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=25, help="steps between checks of the target")
     parser.add_argument("--max-steps", type=int, default=2000, help="give up on the target after this many steps")
     parser.add_argument("--steps", type=int, default=3000, help="length of the long runs")
-    parser.add_argument("--config", nargs="*", default=[], help="model options key=value (Python literals)")
+    parser.add_argument("--config", nargs="*", default=[], help="model options key=value (YAML values, as the CLI's overrides)")
     args = parser.parse_args()
     config = parse_config(args.config)
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[0]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {load}, config {config or 'defaults'}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}, "
+          f"config {config or 'defaults'}")
     print(f"\n== time until every action's purity >= {PURITY} and BCE < {BCE_THRESHOLD} "
           f"(checked every {args.every} steps; target <= {TARGET_SECONDS:.0f} s) ==")
     for seed in args.seeds:
@@ -87,8 +89,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             purity, bce = scores(learner, 50)
             print(f"seed {seed}: purity_min {purity:.3f}, BCE {bce:.5f}, {seconds:6.1f} s", flush=True)
-    with open("/proc/loadavg") as f:
-        print(f"load after: {f.read().split()[0]}")
+    print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

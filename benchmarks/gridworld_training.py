@@ -26,6 +26,7 @@ with F.binary_cross_entropy, three Adam optimisers, and its conv architecture
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -240,9 +241,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=40)
     args = parser.parse_args()
     repeats = 10 if args.quick else args.repeats
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[0]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {load}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
 
     env = GridWorld(size=5)
     images = env.render(env.factors.from_index(np.arange(25)))

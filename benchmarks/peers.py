@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 
@@ -233,7 +234,7 @@ def run_config(model: str, batch: int, beta: float, rounds: int, steps: int, poo
             order.reverse()
         for name, contender in order:
             times[name].append(time_steps(contender, steps))
-        loads.append(float(open("/proc/loadavg").read().split()[0]))
+        loads.append(os.getloadavg()[0])
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     conv_ms, profiled_ms = conv_share(contenders["dynrep bare"], max(2, steps))
     peers = {k: v for k, v in medians.items() if not k.startswith("dynrep")}
@@ -263,7 +264,7 @@ def main() -> None:
     configs = [c for c in CONFIGS if not (args.quick and c[:2] == ("beta_vae", 256))]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, pythae "
           f"{'present' if BetaVAE is not None else 'MISSING (run benchmarks/setup_peers.sh)'}, "
-          f"load {open('/proc/loadavg').read().split()[0]}")
+          f"load {os.getloadavg()[0]:.2f}")
     pool = image_pool()
     for model, batch, beta in configs:
         run_config(model, batch, beta, rounds, steps, pool)
