@@ -45,11 +45,13 @@ longer than ``timeout`` seconds (default 1800, ``DYNREP_DIST_TIMEOUT``) gives up
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import inspect
 import os
 import sys
+import time
 from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
@@ -63,6 +65,7 @@ __all__ = ["LossModule", "PeerFailure", "all_reduce_mean", "barrier", "callbacks
 
 #: The process-group store key counting the ranks that failed (the first one reports its error).
 _FAILURES = "dynrep/failures"
+_EXIT_GRACE = 0.1  # seconds the main thread sleeps at exit before leaving the process group (_leave)
 _F = TypeVar("_F", bound=Callable)
 
 
@@ -118,7 +121,7 @@ def init(timeout: float | None = None) -> bool:
     is a multi-process run. Backend: gloo, plus nccl for CUDA tensors when CUDA is available (each process
     then uses GPU ``LOCAL_RANK``). ``timeout``: seconds a collective may wait for the other ranks (default
     ``DYNREP_DIST_TIMEOUT`` or 1800). Installs the ``sys.excepthook`` that keeps consequent errors quiet
-    (module docstring). A process group the user initialised is used as it is."""
+    (module docstring) and leaves the group at exit. A process group the user initialised is used as it is."""
     if is_active():
         return True
     if not launched():
@@ -136,6 +139,7 @@ def init(timeout: float | None = None) -> bool:
         torch.cuda.set_device(local_rank())
         backend = "cpu:gloo,cuda:nccl"
     torch.distributed.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
+    atexit.register(_leave)
     previous = sys.excepthook
 
     def excepthook(kind, value, traceback):
@@ -145,6 +149,16 @@ def init(timeout: float | None = None) -> bool:
 
     sys.excepthook = excepthook
     return True
+
+
+def _leave() -> None:
+    """At exit: a gloo worker thread drops its reference to a finished collective's tensors just after the
+    collective returns; when that reference is the last one it takes the GIL, and if the interpreter is
+    finalising by then the thread exits mid-C++ and the process aborts ("terminate called without an
+    active exception", SIGABRT). Sleeping hands the GIL to such a thread before the group is left."""
+    if is_active():
+        time.sleep(_EXIT_GRACE)
+        torch.distributed.destroy_process_group()
 
 
 def _store():
