@@ -177,7 +177,9 @@ def _demo(args: argparse.Namespace) -> int:
     learner = RepresentationLearner(GridWorld(size=5), model="rotation", latent_dim=4, seed=args.seed,
                                     device=args.device)
     learner.train(args.steps, checkpoint_dir=out / "checkpoint", progress=not args.quiet, overwrite=True)
+    from dynrep.memory import compact_heap
     from dynrep.training import distributed
+    compact_heap()  # this process trains no more: its freed memory goes back (dynrep.memory)
     files = [learner.animate(out / "rollout.gif"), learner.animate(out / "traversal.gif", kind="traversal"),
              learner.plot_representation(out / "angles.png"), learner.plot_training(out / "training.png")
              ] if distributed.is_main() else []  # under torchrun rank 0 alone writes

@@ -38,7 +38,7 @@ ANIMATION_KINDS = ("rollout", "traversal")
 #: k of the k-step prediction errors ``evaluate`` reports by default.
 DEFAULT_PREDICTION_STEPS = (1, 5, 10)
 #: Frames per encoder / decoder call in :meth:`RepresentationLearner.evaluate`'s model scores.
-EVAL_CHUNK = 256
+EVAL_CHUNK = 64
 
 
 def held_out_env(env: Environment) -> Environment:

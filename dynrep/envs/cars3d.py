@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import scipy.io
 from PIL import Image
 
 from dynrep.data.download import dataset_path, reading
@@ -27,6 +26,7 @@ def build_cache(mat_dir: Path, out: Path, progress: bool = True) -> np.ndarray:
     azimuth, object). It is built by :func:`~dynrep.envs.factor_images.cached_npy` (under a lock, through a
     temporary file) and rebuilt when any .mat file changes (size or modification time).
     """
+    import scipy.io  # here: only building the cache reads .mat files
     files = sorted(Path(mat_dir).glob("*.mat"))
     if not files:
         raise FileNotFoundError(f"no .mat files in {mat_dir}; `dynrep download cars3d` fetches them")

@@ -4,8 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import h5py
-
 from dynrep.data.download import dataset_path, reading
 from dynrep.envs.factor_images import FactorImageEnvironment, grid_classes, h5_dataset_as_array
 from dynrep.envs.registry import register_env
@@ -46,6 +44,7 @@ class Shapes3D(FactorImageEnvironment):
         if not self.path.is_file():
             raise FileNotFoundError(f"no Shapes3D file at {self.path}; `dynrep download shapes3d` fetches it")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.path.parent
+        import h5py  # here: `import dynrep` does not load HDF5 (~11 MB) for worlds that do not read it
         with reading(self.path, "shapes3d"):
             file = h5py.File(self.path, "r")
         with file:
