@@ -7,13 +7,15 @@ import json
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import assert_same_params, params_of, tiny_learner
 from dynrep import RepresentationLearner
 from dynrep.runs import TrainerConfig
-from dynrep.training import Callback, NonFiniteLossError, PeriodicEvaluation, load_checkpoint
+from dynrep.training import (BestValidation, Callback, Checkpoint, NonFiniteLossError, PeriodicEvaluation,
+                             TensorBoardLogger, load_checkpoint)
 from dynrep.training.optim import EagerAdam
 from test_training import poison_loss
 
@@ -61,13 +63,14 @@ def count_syncs(monkeypatch) -> dict[str, int]:
     return calls
 
 
-@pytest.mark.parametrize("sync_every,progress,syncs", [(5, False, 4), (10, True, 2), (None, False, 20)])
-def test_one_host_sync_per_sync_every_steps(monkeypatch, one_thread, sync_every, progress, syncs):
-    """None on CPU: every step (a sync costs nothing there). The progress bar reads every 10th step's terms,
-    a step synced already."""
+@pytest.mark.parametrize("sync_every,progress,logged,syncs", [(5, False, False, 4), (10, True, True, 2),
+                                                             (None, False, False, 20)])
+def test_one_host_sync_per_sync_every_steps(monkeypatch, tmp_path, one_thread, sync_every, progress, logged, syncs):
+    """None on CPU: every step (a sync costs nothing there). The progress bar and the metrics.jsonl read every
+    10th step's terms, a step synced already."""
     learner = tiny_learner()
     calls = count_syncs(monkeypatch)
-    learner.train(20, progress=progress, sync_every=sync_every)
+    learner.train(20, progress=progress, sync_every=sync_every, checkpoint_dir=tmp_path / "ck" if logged else None)
     assert calls == {"tolist": syncs, "item": 0}
     assert all(len(values) == 20 for values in learner.history.values())
 
@@ -110,13 +113,15 @@ def test_logs_read_lazily_are_the_history(one_thread):
                     for step in (3, 6, 9)}
 
 
-@pytest.mark.parametrize("at_step", [0, 3, 6, 8])
-def test_a_non_finite_step_found_at_a_later_sync_is_undone(monkeypatch, tmp_path, one_thread, at_step):
+@pytest.mark.parametrize("model,at_step", [("rotation", 0), ("rotation", 3), ("vae", 3), ("rotation", 6),
+                                           ("vae", 8)])
+def test_a_non_finite_step_found_at_a_later_sync_is_undone(monkeypatch, tmp_path, one_thread, model, at_step):
     """sync_every=7 over 12 steps syncs before the updates of steps 6 and 11: a NaN at step 3 is found 3
-    steps later, one at 6 at once, one at 8 at the sync of step 11; the state then is sync_every=1's."""
+    steps later, one at 6 at once, one at 8 at the sync of step 11; the state then is sync_every=1's (the vae
+    draws noise from the torch generator)."""
     results = []
     for sync_every in (1, 7):
-        learner = tiny_learner(lr_decay_steps=2, lr_decay_rate=0.5)
+        learner = tiny_learner(model, lr_decay_steps=2, lr_decay_rate=0.5)
         learner.train(2, progress=False)  # some Adam state before the NaN
         with monkeypatch.context() as patch:
             seen = poison_loss(patch, learner, at_step=2 + at_step, term="reconstruction", value=float("nan"))
@@ -172,7 +177,7 @@ def test_logs_progress_and_evaluations_at_a_non_finite_stop_are_those_of_sync_ev
     outputs = []
     for sync_every in (1, 7):
         learner = tiny_learner()
-        periodic = PeriodicEvaluation(lambda: {"x": 1.0}, every=2)
+        periodic = PeriodicEvaluation(lambda: {"x": 1.0}, every=4)
         with monkeypatch.context() as patch:
             poison_loss(patch, learner, at_step=5, term="reconstruction", value=float("nan"))
             with pytest.raises(NonFiniteLossError, match="at step 5"):
@@ -184,9 +189,40 @@ def test_logs_progress_and_evaluations_at_a_non_finite_stop_are_those_of_sync_ev
         outputs.append((terms, periodic.history, re.findall(r"(\d+)/12", printed.err)[-1], printed.out))
     assert outputs[0] == outputs[1]
     terms, evaluations, count, message = outputs[0]
-    assert [step for step, *_ in terms] == [2, 2, 4, 4, 5] and [s for s, _ in evaluations] == [2, 4]
+    # sync_every=7 finds the NaN of step 5 when the logger reads step 6: the bar has counted 6 steps by then
+    assert [step for step, *_ in terms] == [2, 4, 4, 5] and [s for s, _ in evaluations] == [4]
     assert all(math.isfinite(v) for _, t, _, _ in terms if t for v in t.values())
     assert count == "5" and message == "stopped by a non-finite loss at step 5\n"
+
+
+def test_a_checkpoint_never_saves_a_step_after_a_non_finite_one(monkeypatch, one_thread):
+    learner = tiny_learner()
+    saved = []
+    poison_loss(monkeypatch, learner, at_step=3, term="reconstruction", value=float("nan"))
+    with pytest.raises(NonFiniteLossError, match="at step 3"):
+        learner.train(12, progress=False, sync_every=7,
+                      callbacks=[Checkpoint(lambda: saved.append(learner.trainer.step), every=5)])
+    assert saved == [3]
+
+
+def test_validation_and_pictures_never_see_a_step_after_a_non_finite_one(monkeypatch, tmp_path, one_thread):
+    learner = tiny_learner()
+    validation = BestValidation(learner.env.sample_trajectories(8, 3, np.random.default_rng(1)), every=2)
+    pictures = TensorBoardLogger(tmp_path / "tb", every=100, images_every=2)
+    pictured = []
+    monkeypatch.setattr(pictures, "write_images", lambda trainer: pictured.append(trainer.step))
+    poison_loss(monkeypatch, learner, at_step=3, term="reconstruction", value=float("nan"))
+    with pytest.raises(NonFiniteLossError, match="at step 3"):
+        learner.train(12, progress=False, sync_every=7, callbacks=[pictures, validation])
+    assert [step for step, _ in validation.history] == [2] and pictured == [2]
+
+
+def test_validation_reads_no_loss_terms(monkeypatch, one_thread):
+    learner = tiny_learner()
+    validation = BestValidation(learner.env.sample_trajectories(8, 3, np.random.default_rng(1)), every=5)
+    calls = count_syncs(monkeypatch)
+    learner.train(10, progress=False, sync_every=5, callbacks=[validation])
+    assert calls["tolist"] == 2 and len(validation.history) == 2
 
 
 @pytest.mark.parametrize("value", [0, 2.5, "3"])
