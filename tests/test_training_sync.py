@@ -205,7 +205,9 @@ def test_a_checkpoint_never_saves_a_step_after_a_non_finite_one(monkeypatch, one
     assert saved == [3]
 
 
-def test_validation_and_pictures_never_see_a_step_after_a_non_finite_one(monkeypatch, tmp_path, one_thread):
+@pytest.mark.parametrize("pictures_first", [True, False])
+def test_validation_and_pictures_never_see_a_step_after_a_non_finite_one(monkeypatch, tmp_path, one_thread,
+                                                                         pictures_first):
     learner = tiny_learner()
     validation = BestValidation(learner.env.sample_trajectories(8, 3, np.random.default_rng(1)), every=2)
     pictures = TensorBoardLogger(tmp_path / "tb", every=100, images_every=2)
@@ -213,7 +215,8 @@ def test_validation_and_pictures_never_see_a_step_after_a_non_finite_one(monkeyp
     monkeypatch.setattr(pictures, "write_images", lambda trainer: pictured.append(trainer.step))
     poison_loss(monkeypatch, learner, at_step=3, term="reconstruction", value=float("nan"))
     with pytest.raises(NonFiniteLossError, match="at step 3"):
-        learner.train(12, progress=False, sync_every=7, callbacks=[pictures, validation])
+        callbacks = [pictures, validation] if pictures_first else [validation, pictures]
+        learner.train(12, progress=False, sync_every=7, callbacks=callbacks)
     assert [step for step, _ in validation.history] == [2] and pictured == [2]
 
 
