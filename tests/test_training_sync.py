@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import assert_same_params, params_of, tiny_learner
-from dynrep import RepresentationLearner
-from dynrep.runs import TrainerConfig
+from dynrep import RepresentationLearner, cli
+from dynrep.runs import TrainerConfig, load_run_config, save_run_config
 from dynrep.training import (BestValidation, Callback, Checkpoint, NonFiniteLossError, PeriodicEvaluation,
                              TensorBoardLogger, load_checkpoint)
 from dynrep.training.optim import EagerAdam
@@ -236,3 +236,19 @@ def test_a_bad_sync_every_is_named(value):
     with pytest.raises(ValueError, match="trainer.sync_every must be"):
         TrainerConfig(sync_every=value)
     assert learner.step == 0
+
+
+def test_the_command_line_flag(monkeypatch, tmp_path, one_thread, capsys):
+    from test_cli import TINY_ENV, TINY_SET
+    from test_runs import tiny_config
+    calls = count_syncs(monkeypatch)
+    assert cli.main(["train", "--steps", "4", "--out", str(tmp_path / "flag"), "--quiet", "--device", "cpu",
+                     "--sync-every", "2", *TINY_SET, *TINY_ENV]) == 0
+    assert calls["tolist"] == 2
+    save_run_config(tiny_config(steps=2), tmp_path / "run.yaml")
+    assert cli.main(["train", str(tmp_path / "run.yaml"), "--sync-every", "3", "--out", str(tmp_path / "r"),
+                     "--quiet"]) == 0
+    assert load_run_config(tmp_path / "r" / "run.yaml").trainer.sync_every == 3
+    assert cli.main(["train", "--steps", "4", "--out", str(tmp_path / "bad"), "--quiet", "--device", "cpu",
+                     "--sync-every", "0", *TINY_SET, *TINY_ENV]) == 2
+    assert "sync_every must be >= 1, got 0" in capsys.readouterr().err
