@@ -232,7 +232,8 @@ class Trainer:
             if time_limit is not None and time.monotonic() - start >= time_limit:
                 return "time_limit"
             out = self.model.loss(self.sample_batch(), self.step, self.generator)
-            self._update(out, *_terms(out), callbacks)
+            names, values = _terms(out)
+            self._update(out, names, values, callbacks)
         return "interrupted" if stop.received else "steps"
 
     def _run_ranks(self, steps: int, time_limit: float | None, callbacks: list[Callback], stop: StopSignals,
