@@ -17,6 +17,7 @@ from dynrep.runs import TrainerConfig, load_run_config, save_run_config
 from dynrep.training import (BestValidation, Callback, Checkpoint, NonFiniteLossError, PeriodicEvaluation,
                              TensorBoardLogger, load_checkpoint)
 from dynrep.training.optim import EagerAdam
+from dynrep.training.trainer import default_sync_every
 from test_training import poison_loss
 
 
@@ -73,6 +74,11 @@ def test_one_host_sync_per_sync_every_steps(monkeypatch, tmp_path, one_thread, s
     learner.train(20, progress=progress, sync_every=sync_every, checkpoint_dir=tmp_path / "ck" if logged else None)
     assert calls == {"tolist": syncs, "item": 0}
     assert all(len(values) == 20 for values in learner.history.values())
+
+
+def test_the_default_cadence_is_every_step_on_cpu_and_every_10th_on_a_gpu():
+    assert default_sync_every(torch.device("cpu")) == 1
+    assert default_sync_every(torch.device("cuda", 1)) == default_sync_every(torch.device("mps")) == 10
 
 
 def test_callbacks_that_do_not_promise_lazy_logs_or_a_plain_adam_sync_every_step(monkeypatch, one_thread):

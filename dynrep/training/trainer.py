@@ -44,6 +44,12 @@ def _terms(out) -> tuple[list[str], torch.Tensor]:
 DEFAULT_SYNC_EVERY = 10
 
 
+def default_sync_every(device: torch.device) -> int:
+    """``fit``'s ``sync_every`` when none is given: 1 on CPU (a sync costs nothing there), else
+    :data:`DEFAULT_SYNC_EVERY`."""
+    return 1 if device.type == "cpu" else DEFAULT_SYNC_EVERY
+
+
 @dataclass
 class _Pending:
     """A step whose loss terms may still be on the device: ``values [len(names)]``, ``logs`` once on the host,
@@ -166,8 +172,7 @@ class Trainer:
         """
         steps = check_int("steps", steps, 0)
         time_limit = check_seconds("time_limit", time_limit)
-        sync_every = (1 if self.device.type == "cpu" else DEFAULT_SYNC_EVERY) if sync_every is None else \
-            check_int("sync_every", sync_every, 1)
+        sync_every = default_sync_every(self.device) if sync_every is None else check_int("sync_every", sync_every, 1)
         # Chosen from every rank's callbacks alike (rank 0 runs more): the ranks sync at the same steps.
         fused = bool(self.optimizer.defaults.get("fused"))
         self._sync_every = 1 if not fused or any(map(_waits_every_step, callbacks)) else sync_every
