@@ -3,7 +3,8 @@
 A callback may implement any of ``on_train_begin(trainer, steps)``,
 ``on_loss(trainer, logs)`` (after the loss, before the parameter update: raising
 here leaves the parameters untouched), ``on_step_end(trainer, logs)`` (``logs``: the step's loss terms, a
-read-only mapping whose values wait for the device when first read: see :attr:`Callback.lazy_logs`),
+read-only mapping whose values wait for the device when first read, ``dict(logs)`` for a plain dict: see
+:attr:`Callback.lazy_logs`),
 ``on_evaluation(trainer, scores, seconds)`` (after a periodic evaluation, for every callback: see
 :class:`~dynrep.training.evaluation.PeriodicEvaluation`) and
 ``on_train_end(trainer, reason)`` where ``reason`` is ``"steps"``, ``"time_limit"``, ``"interrupted"``
