@@ -64,12 +64,14 @@ def count_syncs(monkeypatch) -> dict[str, int]:
     return calls
 
 
-@pytest.mark.parametrize("sync_every,progress,logged,syncs", [(5, False, False, 4), (10, True, True, 2),
-                                                             (None, False, False, 20)])
-def test_one_host_sync_per_sync_every_steps(monkeypatch, tmp_path, one_thread, sync_every, progress, logged, syncs):
+@pytest.mark.parametrize("model,sync_every,progress,logged,syncs", [
+    ("rotation", 5, False, False, 4), ("vae", 5, False, False, 4), ("rotation", 10, True, True, 2),
+    ("rotation", None, False, False, 20)])
+def test_one_host_sync_per_sync_every_steps(monkeypatch, tmp_path, one_thread, model, sync_every, progress, logged,
+                                            syncs):
     """None on CPU: every step (a sync costs nothing there). The progress bar and the metrics.jsonl read every
     10th step's terms, a step synced already."""
-    learner = tiny_learner()
+    learner = tiny_learner(model)
     calls = count_syncs(monkeypatch)
     learner.train(20, progress=progress, sync_every=sync_every, checkpoint_dir=tmp_path / "ck" if logged else None)
     assert calls == {"tolist": syncs, "item": 0}
