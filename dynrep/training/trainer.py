@@ -192,7 +192,7 @@ class Trainer:
         callbacks = distributed.callbacks_for_rank(callbacks)
         self.last_logs = None
         # 1 from the first non-finite step on: the fused Adam then skips its update (and step count).
-        self._bad = torch.zeros((), device=self.device)
+        self._bad = torch.zeros((), dtype=torch.float32, device=self.device)  # the kernels read a float
         if self.optimizer.defaults.get("fused"):
             self.optimizer.found_inf = self._bad
         for cb in callbacks:
