@@ -44,6 +44,11 @@ def _terms(out) -> tuple[list[str], torch.Tensor]:
 DEFAULT_SYNC_EVERY = 10
 
 
+class _FoundOnThisRank(NonFiniteLossError):
+    """Under torchrun, a non-finite step found outside the syncs every rank makes: it ends the callbacks that
+    read it, and every rank raises at the next common sync."""
+
+
 def default_sync_every(device: torch.device) -> int:
     """``fit``'s ``sync_every`` when none is given: 1 on CPU (a sync costs nothing there), else
     :data:`DEFAULT_SYNC_EVERY`."""
@@ -283,9 +288,8 @@ class Trainer:
         try:
             for cb in callbacks:
                 getattr(cb, hook)(self, logs)
-        except NonFiniteLossError:
-            if self._ddp is None:
-                raise
+        except _FoundOnThisRank:
+            return
 
     def sync(self) -> None:
         """Wait for the device and bring every pending step's loss terms to the host, into :attr:`history`.
@@ -305,7 +309,7 @@ class Trainer:
         errors = [non_finite_error(r.step, r.logs) for r in self._pending]
         bad = next((i for i, error in enumerate(errors) if error is not None), None)
         if bad is not None and not agreed:
-            raise errors[bad]
+            raise _FoundOnThisRank(str(errors[bad]))
         kept = bad if bad is not None else sum(r.step < self.step for r in self._pending)
         for r in self._pending[:kept]:
             for name, value in r.logs.items():
