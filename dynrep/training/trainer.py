@@ -196,10 +196,10 @@ class Trainer:
             self._ddp = distributed.wrap(self.model, self.device)
         callbacks = distributed.callbacks_for_rank(callbacks)
         self.last_logs = None
-        # 1 from the first non-finite step on: the fused Adam then skips its update (and step count).
+        # 1 from the first non-finite step on: the fused Adam then skips its updates (and step counts) until the
+        # sync that finds it. With a sync before every update there is nothing to skip.
         self._bad = torch.zeros((), dtype=torch.float32, device=self.device)  # the kernels read a float
-        if self.optimizer.defaults.get("fused"):
-            self.optimizer.found_inf = self._bad
+        self.optimizer.found_inf = self._bad if self._sync_every > 1 else None
         for cb in callbacks:
             cb.on_train_begin(self, steps)
         with StopSignals() as stop:
@@ -264,12 +264,13 @@ class Trainer:
     def _update(self, out, names: list[str], values: torch.Tensor, callbacks: list[Callback]) -> None:
         """Callbacks' ``on_loss``, the backward pass and optimiser step, ``on_step_end``; ``values
         [len(names)]`` are the step's terms on the device."""
-        rewind = None if self._sync_every == 1 else (
-            self.rng.bit_generator.state, self.generator.get_state(), [b.clone() for b in self.model.buffers()],
-            [group["lr"] for group in self.optimizer.param_groups])
+        rewind = None
+        if self._sync_every > 1:  # the update may come before the check: flag the step, keep what a rewind needs
+            self._bad.logical_or_(~torch.isfinite(values).all())
+            rewind = (self.rng.bit_generator.state, self.generator.get_state(),
+                      [b.clone() for b in self.model.buffers()], [group["lr"] for group in self.optimizer.param_groups])
         record = _Pending(self.step, names, values, rewind)
         self._pending.append(record)
-        self._bad.logical_or_(~torch.isfinite(values).all())
         if (self.step + 1) % self._sync_every == 0:
             self._sync(agreed=True)  # before the update: a non-finite step leaves the parameters as they are
         logs = StepLogs(self, record)
