@@ -325,7 +325,6 @@ class Trainer:
         """Back to the state at ``record``'s step after its forward pass: what a guard before its update sees."""
         advanced = self.step > record.step
         self.step, self._pending = record.step, []
-        self._bad.zero_()
         if not advanced:
             return
         numpy_state, torch_state, buffers, lrs = record.rewind
@@ -348,6 +347,7 @@ class Trainer:
         return self._history
 
     def _end(self, callbacks: list[Callback], reason: str) -> None:
+        self.optimizer.found_inf = None  # a step of the optimiser outside fit is never skipped
         self.model.eval()
         for cb in callbacks:
             cb.on_train_end(self, reason)
