@@ -179,6 +179,7 @@ class Trainer:
         time_limit = check_seconds("time_limit", time_limit)
         sync_every = default_sync_every(self.device) if sync_every is None else check_int("sync_every", sync_every, 1)
         # Chosen from every rank's callbacks alike (rank 0 runs more): the ranks sync at the same steps.
+        callbacks = list(callbacks)
         fused = bool(self.optimizer.defaults.get("fused"))
         self._sync_every = 1 if not fused or any(map(_waits_every_step, callbacks)) else sync_every
         if distributed.init():
