@@ -261,3 +261,22 @@ def test_the_command_line_flag(monkeypatch, tmp_path, one_thread, capsys):
     assert cli.main(["train", "--steps", "4", "--out", str(tmp_path / "bad"), "--quiet", "--device", "cpu",
                      "--sync-every", "0", *TINY_SET, *TINY_ENV]) == 2
     assert "sync_every must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_read_before_the_update_finds_an_earlier_non_finite_step(monkeypatch, one_thread):
+    class ReadBeforeUpdate(Callback):
+        lazy_logs = True
+
+        def on_loss(self, trainer, logs):
+            if trainer.step == 4:
+                dict(logs)
+
+    states = []
+    for sync_every in (1, 7):
+        learner = tiny_learner("vae")
+        with monkeypatch.context() as patch:
+            poison_loss(patch, learner, at_step=2, term="kl", value=float("nan"))
+            with pytest.raises(NonFiniteLossError, match="'kl' is nan at step 2"):
+                learner.train(12, progress=False, sync_every=sync_every, callbacks=[ReadBeforeUpdate()])
+        states.append(trainer_state(learner))
+    assert_same_state(*states)
