@@ -57,7 +57,8 @@ def _print_scores(scores: dict[str, float]) -> None:
 
 #: ``dynrep train`` flags that, given with a config file, override its dotted keys.
 _FLAG_KEYS = {"env": "env.name", "model": "model.name", "steps": "trainer.steps", "time_limit": "trainer.time_limit",
-              "checkpoint_every": "trainer.checkpoint_every", "device": "trainer.device", "seed": "trainer.seed",
+              "checkpoint_every": "trainer.checkpoint_every", "sync_every": "trainer.sync_every",
+              "device": "trainer.device", "seed": "trainer.seed",
               "logger": "trainer.logger", "eval_every": "trainer.eval_every", "safetensors": "trainer.safetensors"}
 
 
@@ -87,7 +88,7 @@ def _train(args: argparse.Namespace) -> int:
                         run_id=learner.run_id)
     learner.train(args.steps, time_limit=args.time_limit, progress=not args.quiet, checkpoint_dir=args.out,
                   checkpoint_every=args.checkpoint_every, overwrite=args.overwrite, safetensors=bool(args.safetensors),
-                  callbacks=[*periodic, *callbacks])
+                  callbacks=[*periodic, *callbacks], sync_every=args.sync_every)
     print(f"trained {learner.step} steps; checkpoint in {args.out}")
     return 0
 
@@ -257,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint directory (with a config file: the run folder)")
     p.add_argument("--time-limit", type=float, default=None, help="wall-clock budget in seconds")
     p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--sync-every", type=int, default=None, metavar="N",
+                   help="read the loss terms on the host every N steps (default: 1 on CPU, 10 on a GPU; the same "
+                        "results for every N)")
     p.add_argument("--overwrite", action="store_true", help="replace a checkpoint of another run in --out")
     p.add_argument("--logger", type=_logger_flag, default=None, metavar="{tensorboard,wandb}",
                    help="also log to tensorboard (OUT.tensorboard; with a run config RUN/tensorboard) and/or "

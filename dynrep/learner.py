@@ -142,7 +142,7 @@ class RepresentationLearner:
     def train(self, steps: int, *, time_limit: float | None = None, progress: bool = True,
               checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
               overwrite: bool = False, log_every: int | None = 10, safetensors: bool = False,
-              callbacks: Sequence[Callback] = ()) -> dict[str, list[float]]:
+              callbacks: Sequence[Callback] = (), sync_every: int | None = None) -> dict[str, list[float]]:
         """Run ``steps`` optimiser steps (or until ``time_limit`` seconds pass).
 
         With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and when training
@@ -153,7 +153,9 @@ class RepresentationLearner:
         it may not hold other files or, unless ``overwrite``, another run's checkpoint. With ``checkpoint_dir``
         the loss terms, learning rates and steps/s of every ``log_every``-th step (None: none) are also appended
         to ``<checkpoint_dir>.metrics.jsonl`` (:class:`~dynrep.training.logging.JsonlLogger`); with ``safetensors``
-        each checkpoint also holds ``model.safetensors`` (:meth:`save`). Returns :attr:`history`.
+        each checkpoint also holds ``model.safetensors`` (:meth:`save`). ``sync_every``: steps between the
+        host's waits for the device (None: 1 on CPU, 10 on a GPU; the same results for every value: see
+        :meth:`~dynrep.training.trainer.Trainer.fit`). Returns :attr:`history`.
         """
         cbs = list(callbacks)
         if progress:
@@ -174,7 +176,7 @@ class RepresentationLearner:
         saved = f"; the checkpoint in {checkpoint_dir} holds" if checkpoint_dir is not None else \
             "; nothing was saved (no checkpoint_dir), the learner keeps"
         try:
-            return self.trainer.fit(steps, time_limit=time_limit, callbacks=cbs)
+            return self.trainer.fit(steps, time_limit=time_limit, callbacks=cbs, sync_every=sync_every)
         except TrainingInterrupted as err:
             raise TrainingInterrupted(f"{err}{saved} its step-{self.step} state", err.signal_name,
                                       err.step) from None

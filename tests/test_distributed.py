@@ -22,7 +22,7 @@ from conftest import tiny_learner
 from dynrep import GridWorld, RepresentationLearner, build_model, list_models
 from dynrep.data.trajectory import Trajectory
 from dynrep.models.registry import model_class
-from dynrep.training import Callback, TrainingInterrupted, distributed
+from dynrep.training import Callback, NonFiniteLossError, TrainingInterrupted, distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -110,7 +110,7 @@ def _recording(learner) -> list[Trajectory]:
 
 def worker_train(out: Path) -> dict:
     """The step-for-step comparison, the resume, the refusals and the evaluation, in one launch."""
-    return {**_match(), **_resume(out), **_evaluate(), **_interrupt(out), **_zoo()}
+    return {**_match(), **_resume(out), **_evaluate(), **_interrupt(out), **_zoo(), **_non_finite(out)}
 
 
 #: Models accepted under DDP (the refused ones are beta_tcvae, cascade_vae, rgrvae) and a tiny setting of each.
@@ -187,6 +187,36 @@ def _interrupt(out: Path) -> dict:
     return {"interrupted": None}
 
 
+class _ReadEveryStep(Callback):
+    """Rank 0 alone reads every step's terms: it finds a NaN steps before the sync every rank makes."""
+
+    main_process_only = lazy_logs = True
+
+    def on_step_end(self, trainer, logs):
+        dict(logs)
+
+
+def _non_finite(out: Path) -> dict:
+    """A NaN at step 2 with sync_every 1 and 5 (rank 0 finds it at once, rank 1 at the sync of step 4)."""
+    from dynrep.models.base import LossOutput
+    results = {}
+    for sync_every in (1, 5):
+        learner = tiny_learner(env=_env())
+        loss = learner.model.loss
+
+        def poisoned(batch, step, generator=None, _loss=loss):
+            result = _loss(batch, step, generator)
+            return LossOutput(result.total * float("nan"), result.terms) if step == 2 else result
+
+        learner.model.loss = poisoned
+        try:
+            learner.train(10, progress=False, checkpoint_dir=out / f"nan{sync_every}", sync_every=sync_every,
+                          callbacks=[_ReadEveryStep()])
+        except NonFiniteLossError as err:
+            results[sync_every] = (str(err).replace(f"nan{sync_every}", "nan"), learner.trainer.state_dict())
+    return {"non_finite": results}
+
+
 class _Fail(Callback):
     """Raises on rank ``FAIL_RANK`` at step 2."""
 
@@ -248,6 +278,21 @@ def test_a_signal_on_one_rank_stops_both_at_the_same_step(trained):
     tmp_path, ranks = trained
     assert ranks[0]["interrupted"] == ranks[1]["interrupted"] == ("SIGTERM", 2, 2)  # at the next step boundary
     assert RepresentationLearner.load(tmp_path / "interrupted", device="cpu").step == 2
+
+
+def test_a_non_finite_step_stops_both_ranks_at_it_whatever_the_sync_cadence(trained):
+    tmp_path, ranks = trained
+    states = [state for r in ranks for _, state in (r["non_finite"][1], r["non_finite"][5])]
+    messages = {message for r in ranks for message, _ in r["non_finite"].values()}
+    assert len(messages) == 1 and "loss term 'loss' is nan at step 2" in messages.pop()
+    for state in states:
+        assert state["step"] == 2 and state["history"] == states[0]["history"]
+        assert all(torch.equal(value, states[0]["model"][name]) for name, value in state["model"].items())
+        assert state["optimizer"]["state"].keys() == states[0]["optimizer"]["state"].keys()
+        for key, saved in state["optimizer"]["state"].items():
+            assert all(torch.equal(v, states[0]["optimizer"]["state"][key][k]) for k, v in saved.items())
+    for sync_every in (1, 5):
+        assert RepresentationLearner.load(tmp_path / f"nan{sync_every}", device="cpu").step == 2
 
 
 def test_every_accepted_model_trains_in_step_on_both_ranks(trained):

@@ -93,7 +93,8 @@ class ConstantModel(nn.Module):
 def test_learning_rate_reduced_after_patience_evaluations():
     model = ConstantModel()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    trainer = SimpleNamespace(model=model, optimizer=optimizer, step=0, device=torch.device("cpu"))
+    trainer = SimpleNamespace(model=model, optimizer=optimizer, step=0, device=torch.device("cpu"),
+                              sync=lambda: None)
     _, valid = envs()
     cb = BestValidation(valid, every=2, lr_patience=2, num_samples=8)
     cb.on_train_begin(trainer, 100)

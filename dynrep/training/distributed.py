@@ -17,8 +17,9 @@ Under ``torchrun`` the :class:`~dynrep.training.Trainer`:
 * draws each step's episodes and noise from generators seeded with ``[seed, rank, step]``
   (:func:`step_generators`): no two ranks draw the same stream, and a checkpoint (which holds the step)
   resumes every rank exactly, with any number of ranks;
-* all-reduces (mean) the loss terms before callbacks and the history see them, and agrees across ranks on
-  stopping (time limit, SIGINT/SIGTERM, non-finite loss), so every rank stops at the same step;
+* all-reduces (mean) the loss terms on their device before callbacks and the history see them, and agrees
+  across ranks on stopping (time limit, SIGINT/SIGTERM: host flags all-reduced on the CPU before each step;
+  a non-finite loss: found by every rank at the same syncs), so every rank stops at the same step;
 * runs the writing callbacks (``main_process_only``: progress bar, checkpoints, metrics.jsonl,
   tensorboard) on rank 0 alone (:func:`callbacks_for_rank`).
 
@@ -58,7 +59,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["LossModule", "PeerFailure", "all_reduce_mean", "barrier", "callbacks_for_rank", "check_model",
+__all__ = ["LossModule", "PeerFailure", "all_reduce_mean", "any_rank", "barrier", "callbacks_for_rank", "check_model",
            "collectives", "default_device",
            "init", "is_active", "is_main", "launched", "local_batch_size", "local_rank", "rank",
            "report_failure", "sharded", "step_generators", "world_size", "wrap"]
@@ -259,12 +260,19 @@ def barrier() -> None:
         torch.distributed.barrier()
 
 
-def all_reduce_mean(values: torch.Tensor, flags: Sequence[bool] = ()) -> tuple[torch.Tensor, list[bool]]:
-    """``(mean of values [N] over the ranks, [any rank's flag i])`` in one all-reduce."""
-    both = torch.cat([values.detach().float(), values.new_tensor([float(f) for f in flags], dtype=torch.float32)])
-    torch.distributed.all_reduce(both)
-    n = len(values)
-    return both[:n] / world_size(), [bool(f > 0) for f in both[n:].tolist()]
+def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
+    """The mean of ``values [N]`` (float32) over the ranks, on their device (nccl for CUDA tensors): the host
+    does not wait for it."""
+    total = values.detach().float().clone()
+    torch.distributed.all_reduce(total)
+    return total / world_size()
+
+
+def any_rank(flags: Sequence[bool]) -> list[bool]:
+    """``[any rank's flag i]``: host values all-reduced on the CPU (gloo), so no device is waited for."""
+    raised = torch.tensor([float(f) for f in flags])
+    torch.distributed.all_reduce(raised)
+    return [bool(f > 0) for f in raised.tolist()]
 
 
 def callbacks_for_rank(callbacks: Sequence) -> list:

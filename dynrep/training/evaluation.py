@@ -16,7 +16,7 @@ The scores go to the ``on_evaluation`` hook of every callback of that ``train`` 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 
@@ -48,6 +48,8 @@ class PeriodicEvaluation(Callback):
         history: ``[(step, scores)]`` of every evaluation, in order.
     """
 
+    lazy_logs = True
+
     def __init__(self, evaluate: Callable[[], dict[str, float]], every: int, *, at_end: bool = True):
         if not callable(evaluate):
             raise TypeError(f"evaluate must be a function returning scores, got {type(evaluate).__name__}")
@@ -60,8 +62,9 @@ class PeriodicEvaluation(Callback):
     def on_train_begin(self, trainer, steps: int) -> None:
         self.final_step = trainer.step + steps
 
-    def on_step_end(self, trainer, logs: dict[str, float]) -> None:
+    def on_step_end(self, trainer, logs: Mapping[str, float]) -> None:
         if trainer.step % self.every == 0 or (self.at_end and trainer.step == self.final_step):
+            trainer.sync()  # never the model of steps after a non-finite one
             self.run(trainer)
 
     def run(self, trainer) -> dict[str, float]:

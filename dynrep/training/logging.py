@@ -15,7 +15,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -36,29 +36,27 @@ class _Cadence(Callback, abc.ABC):
     """Shared by the loggers: which steps to log, the steps/s since the last logged step, the rates."""
 
     main_process_only = True  # under torchrun rank 0 alone writes
+    lazy_logs = True
 
     def __init__(self, every: int):
         self.every = check_int("every", every, 1)
-        self.last_logs: dict[str, float] | None = None
         self.logged_step = -1
 
     def on_train_begin(self, trainer, steps: int) -> None:
         self.start = self.mark = time.monotonic()
         self.mark_step = self.logged_step = trainer.step
-        self.last_logs = None
 
-    def on_step_end(self, trainer, logs: dict[str, float]) -> None:
-        self.last_logs = logs
+    def on_step_end(self, trainer, logs: Mapping[str, float]) -> None:
         if trainer.step % self.every == 0:
-            self._log(trainer, logs)
+            self._log(trainer, dict(logs))
 
     def on_evaluation(self, trainer, scores: dict[str, float], seconds: float) -> None:
         self.mark += seconds  # the steps/s of training alone
 
     def on_train_end(self, trainer, reason: str) -> None:
         # The last step of a call is logged whatever its number, so the file always ends where training did.
-        if self.last_logs is not None and self.logged_step != trainer.step:
-            self._log(trainer, self.last_logs)
+        if trainer.last_logs is not None and self.logged_step != trainer.step:
+            self._log(trainer, trainer.last_logs)
 
     def _log(self, trainer, logs: dict[str, float]) -> None:
         now = time.monotonic()
@@ -191,9 +189,10 @@ class _Writer(_Cadence, abc.ABC):
         super().on_evaluation(trainer, scores, seconds)
         self.scalars({f"eval/{name}": value for name, value in scores.items()}, trainer.step)
 
-    def on_step_end(self, trainer, logs: dict[str, float]) -> None:
+    def on_step_end(self, trainer, logs: Mapping[str, float]) -> None:
         super().on_step_end(trainer, logs)
         if self.episodes is not None and trainer.step % self.images_every == 0:
+            trainer.sync()  # never the model of steps after a non-finite one
             self.write_images(trainer)
 
     def write_images(self, trainer) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields, replace
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -52,6 +53,8 @@ class BestValidation(Callback):
         best_loss, best_step: the lowest validation loss so far and its step (``inf`` / None before any).
         best_state: CPU copy of the model's ``state_dict`` at ``best_step``.
     """
+
+    lazy_logs = True
 
     def __init__(self, data, *, every: int = 5000, batch_size: int = 1024, num_samples: int | None = None,
                  seed: int = 0, restore_best: bool = True, lr_patience: int | None = None,
@@ -116,9 +119,10 @@ class BestValidation(Callback):
                 trainer.optimizer, mode="min", factor=self.lr_factor, patience=self.lr_patience,
                 threshold=self.lr_threshold, threshold_mode="rel")
 
-    def on_step_end(self, trainer, logs: dict[str, float]) -> None:
+    def on_step_end(self, trainer, logs: Mapping[str, float]) -> None:
         if trainer.step % self.every:
             return
+        trainer.sync()  # never the weights of steps after a non-finite one
         loss = self.evaluate(trainer)
         self.history.append((trainer.step, loss))
         if loss < self.best_loss:
