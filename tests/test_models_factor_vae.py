@@ -58,6 +58,7 @@ def test_loss_terms_and_gradient_isolation():
 def test_loss_by_hand():
     # specs/latent.md 1.5 (LiLS FactorLoss): reconstruction over the batch, KL and TC over its first half, the
     # discriminator telling the first half's z (class 0) from the second half's, permuted (class 1)
+    torch.manual_seed(0)  # the weights: with some draws an alternative below falls within the tolerances
     model = build_model("factor_vae", tiny_env(), **{**TINY, "gamma": 7.5})
     batch = tiny_env().sample_trajectories(8, 0, 0)
     out = model.loss(batch, 0, torch.Generator().manual_seed(1))
