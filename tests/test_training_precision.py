@@ -50,6 +50,7 @@ def _close(a: RepresentationLearner, b: RepresentationLearner, rtol: float, atol
     torch.testing.assert_close(a.model.state_dict(), b.model.state_dict(), rtol=rtol, atol=atol)
 
 
+@pytest.mark.slow  # ~30 s for the 16 models on 2 busy cores
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_trains_compiled_as_without(name, aot_eager, one_thread):
     eager, compiled = _zoo_learner(name), _zoo_learner(name, compile=True)
@@ -59,6 +60,7 @@ def test_every_model_trains_compiled_as_without(name, aot_eager, one_thread):
     _close(eager, compiled, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # 26 s with an empty inductor cache on 2 busy cores (load 3), 3 s with the cache
 def test_inductor_matches_eager(one_thread):
     """The default backend (inductor's generated C++ kernels): a few steps match within float32 rounding."""
     eager, compiled = tiny_learner(), tiny_learner(compile=True)
