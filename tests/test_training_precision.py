@@ -168,3 +168,14 @@ def test_reconstruction_losses_compute_in_float32_at_least():
     assert nll.dtype == torch.float32
     torch.testing.assert_close(nll, gaussian_nll(half.float(), target, torch.zeros(3, 16, 16)))
     assert bernoulli_nll(logits.double(), target).dtype == torch.float64
+
+
+def test_a_run_config_sets_them_and_resume_keeps_them(aot_eager, tmp_path, one_thread):
+    from test_runs import tiny_config
+    from dynrep.runs import load_run_config, resume, run
+    learner, _ = run(tiny_config(2, compile=True, autocast="bf16"), tmp_path / "run")
+    assert (learner.trainer.compile, learner.trainer.autocast) == (True, "bf16")
+    assert learner.trainer._compiled is not None
+    assert load_run_config(tmp_path / "run" / "run.yaml").trainer.autocast == "bf16"
+    resumed, _ = resume(tmp_path / "run", steps=1)
+    assert (resumed.trainer.compile, resumed.trainer.autocast, resumed.step) == (True, "bf16", 3)
