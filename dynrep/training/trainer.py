@@ -56,8 +56,8 @@ class Trainer:
     With ``compile`` the model's loss (``model.loss``, the forward pass; not the optimiser step) runs through
     ``torch.compile``: the method is compiled, not the module, so ``state_dict`` keys and checkpoints are the
     same as without. With ``autocast="bf16"`` the loss runs under ``torch.autocast(device.type, torch.bfloat16)``
-    (matrix products and convolutions in bfloat16, as torch's autocast chooses; the reconstruction losses and
-    the parameters, gradients and optimiser in float32). Neither is saved in :meth:`state_dict`.
+    (matrix products and convolutions in bfloat16, as torch's autocast chooses; the reconstruction losses, the
+    rotation model's rotations, the parameters, gradients and optimiser in float32). Neither is saved in :meth:`state_dict`.
     """
 
     def __init__(self, model, env, *, seed: int, device: torch.device, compile: bool = False,
