@@ -10,7 +10,7 @@ same seed and so the same data. Prints, measured in this one process:
   3. the last loss of each against float32 eager's (the same steps on the same data).
 
     python benchmarks/precision.py            # 10 rounds of 10 steps
-    python benchmarks/precision.py --quick    # 4 rounds of 5 steps (~1 minute with the compilation)
+    python benchmarks/precision.py --quick    # 4 rounds of 5 steps (~1.5 minutes, most of it compiling)
 """
 from __future__ import annotations
 

@@ -57,7 +57,8 @@ class Trainer:
     ``torch.compile``: the method is compiled, not the module, so ``state_dict`` keys and checkpoints are the
     same as without. With ``autocast="bf16"`` the loss runs under ``torch.autocast(device.type, torch.bfloat16)``
     (matrix products and convolutions in bfloat16, as torch's autocast chooses; the reconstruction losses, the
-    rotation model's rotations, the parameters, gradients and optimiser in float32). Neither is saved in :meth:`state_dict`.
+    rotation model's rotations, the Lie group VAE's exponential map, the parameters, gradients and optimiser in
+    float32). Neither is saved in :meth:`state_dict`.
     """
 
     def __init__(self, model, env, *, seed: int, device: torch.device, compile: bool = False,
