@@ -7,7 +7,8 @@ same seed and so the same data. Prints, measured in this one process:
      TORCHINDUCTOR_CACHE_DIR holds an earlier run's), with the load average, then 2 untimed warm-up steps;
   2. ms per step: rounds of ``--steps`` training steps, the settings in turn each round (the same background
      load for each), the median over the rounds and the ratio to float32 eager;
-  3. the last loss of each against float32 eager's (the same steps on the same data).
+  3. the last loss of each against float32 eager's (the same steps on the same data);
+  4. float32 eager against compiled: the loss alone (forward) and loss + backward on one batch, interleaved.
 
     python benchmarks/precision.py            # 10 rounds of 10 steps
     python benchmarks/precision.py --quick    # 4 rounds of 5 steps (~1.5 minutes, most of it compiling)
@@ -68,6 +69,22 @@ def main() -> None:
         print(f"{name:14s}{1e3 * median:9.1f}{1e3 * min(times[name]):8.1f}{1e3 * max(times[name]):8.1f}"
               f"{median / base:11.2f}x{loss:12.5f}{(loss - last) / last:+11.2%}")
     print(f"\n{learners['float32'].step} steps each")
+
+    batch = learners["float32"].trainer.sample_batch()
+    calls = {}
+    for name in ("float32", "compile"):
+        trainer = learners[name].trainer
+        calls[f"{name} forward"] = lambda t=trainer: t.loss(batch, t.step, t.generator)
+        calls[f"{name} forward+backward"] = lambda t=trainer: t.loss(batch, t.step, t.generator).total.backward()
+    ms = {name: [] for name in calls}
+    for _ in range(5 * rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            ms[name].append(1e3 * (time.perf_counter() - start))
+    print(f"\n== one batch, median ms of {5 * rounds} calls, interleaved ({_load()}) ==")
+    for name, values in ms.items():
+        print(f"{name:26s}{statistics.median(values):8.1f}")
 
 
 if __name__ == "__main__":
