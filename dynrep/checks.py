@@ -6,6 +6,17 @@ from typing import Any
 import numpy as np
 
 
+#: The trainer's ``autocast`` settings: None (float32 throughout) or ``"bf16"`` (``torch.autocast`` to bfloat16).
+AUTOCAST = (None, "bf16")
+
+
+def check_autocast(name: str, value: Any) -> str | None:
+    """Validate a trainer ``autocast`` setting (one of :data:`AUTOCAST`); raise ValueError naming it otherwise."""
+    if not (value is None or isinstance(value, str)) or value not in AUTOCAST:
+        raise ValueError(f"{name} must be one of {AUTOCAST}, got {value!r}")
+    return value
+
+
 def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
     """Return ``rng`` if it is a Generator, else a new PCG64 Generator seeded with it."""
     if isinstance(rng, np.random.Generator):

@@ -59,7 +59,8 @@ def _print_scores(scores: dict[str, float]) -> None:
 _FLAG_KEYS = {"env": "env.name", "model": "model.name", "steps": "trainer.steps", "time_limit": "trainer.time_limit",
               "checkpoint_every": "trainer.checkpoint_every", "sync_every": "trainer.sync_every",
               "device": "trainer.device", "seed": "trainer.seed",
-              "logger": "trainer.logger", "eval_every": "trainer.eval_every", "safetensors": "trainer.safetensors"}
+              "logger": "trainer.logger", "eval_every": "trainer.eval_every", "safetensors": "trainer.safetensors",
+              "compile": "trainer.compile", "autocast": "trainer.autocast"}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -72,14 +73,16 @@ def _train(args: argparse.Namespace) -> int:
                          "KEY=VALUE ... --out DIR")
     if args.steps is None:
         raise ValueError("--steps is required without a run config file (dynrep train RUN.yaml --out DIR)")
+    from dynrep.checks import check_autocast, check_int
     if args.eval_every is not None:
-        from dynrep.checks import check_int
         check_int("--eval-every", args.eval_every, 1)
+    check_autocast("--autocast", args.autocast)
     from dynrep import RepresentationLearner, make_env
     env_name = args.env or "gridworld"
     env = make_env(env_name, **_env_args(env_name, args.env_arg))
     learner = RepresentationLearner(env, args.model or "rotation", seed=0 if args.seed is None else args.seed,
-                                    device=args.device or "auto", **_key_values(args.set, "--set"))
+                                    device=args.device or "auto", compile=bool(args.compile), autocast=args.autocast,
+                                    **_key_values(args.set, "--set"))
     from dynrep.training.evaluation import PeriodicEvaluation
     from dynrep.training.logging import loggers
     out = Path(args.out)
@@ -271,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "evaluation section; without: dynrep evaluate's defaults)")
     p.add_argument("--safetensors", action="store_true", default=None,
                    help="also store the weights as model.safetensors in the checkpoint")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="run each step's loss (the forward pass) through torch.compile (the first steps compile)")
+    p.add_argument("--autocast", default=None, metavar="bf16",
+                   help="run each step's loss under bfloat16 autocast (default: float32 throughout)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="environment argument")
     common(p, training=True)

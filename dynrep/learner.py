@@ -103,6 +103,11 @@ class RepresentationLearner:
         model: a registered model name (see :func:`dynrep.list_models`).
         seed: seeds weight initialisation, the training data stream and the model's noise.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
+        compile: run each training step's loss (the forward pass) through ``torch.compile`` (off by default;
+            the first steps then take the compilation time; checkpoints are the same as without).
+        autocast: ``"bf16"``: each training step's loss under ``torch.autocast`` to bfloat16 (parameters,
+            gradients and optimiser in float32); None (default): float32 throughout. See
+            :class:`~dynrep.training.trainer.Trainer`.
         **config: overrides of the model's ``Config`` (``latent_dim=4``, ``lr=1e-3``...).
 
     Example::
@@ -113,7 +118,8 @@ class RepresentationLearner:
     """
 
     def __init__(self, env: Environment | str, model: str = "rotation", *, seed: int = 0,
-                 device: str | torch.device = "auto", **config: Any):
+                 device: str | torch.device = "auto", compile: bool = False, autocast: str | None = None,
+                 **config: Any):
         self.env = make_env(env) if isinstance(env, str) else env
         if not isinstance(self.env, Environment):
             raise TypeError(f"env must be an Environment or a registered name, got {type(env).__name__}")
@@ -123,7 +129,8 @@ class RepresentationLearner:
             torch.manual_seed(self.seed)
             self.model = build_model(model, self.env, **config)
         self.model.to(self.device).eval()
-        self.trainer = Trainer(self.model, self.env, seed=self.seed, device=self.device)
+        self.trainer = Trainer(self.model, self.env, seed=self.seed, device=self.device, compile=compile,
+                               autocast=autocast)
         #: Identifies this training run in its checkpoints (kept by :meth:`load`): saving over a checkpoint of
         #: another run needs ``overwrite=True``.
         self.run_id: str | None = uuid.uuid4().hex
@@ -486,17 +493,19 @@ class RepresentationLearner:
         return save_checkpoint(path, config, self.trainer.state_dict(), overwrite=overwrite, weights=weights)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "auto") -> "RepresentationLearner":
+    def load(cls, path: str | Path, device: str | torch.device = "auto", *, compile: bool = False,
+             autocast: str | None = None) -> "RepresentationLearner":
         """Rebuild a learner from a checkpoint: model, optimiser, step, RNG states and history,
-        so that ``train`` continues exactly as an uninterrupted run would."""
+        so that ``train`` continues exactly as an uninterrupted run would (``compile`` and ``autocast`` as in
+        the constructor: they are not saved, a checkpoint loads with or without them)."""
         config, state = load_checkpoint(path, map_location="cpu")
         try:
             env = make_env(config["env"]["name"], **config["env"]["config"])
             if "split" in config["env"]:
                 train, test = env.split(config["env"]["split"]["name"], config["env"]["split"].get("modifiers", ()))
                 env = {"train": train, "test": test}[config["env"]["split"]["part"]]
-            learner = cls(env, config["model"]["name"], seed=config["seed"], device=device,
-                          **config["model"]["config"])
+            learner = cls(env, config["model"]["name"], seed=config["seed"], device=device, compile=compile,
+                          autocast=autocast, **config["model"]["config"])
             learner.trainer.load_state_dict(state)
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
             if isinstance(err, (CheckpointError, DownloadError)):  # already one clear line (e.g. missing data)

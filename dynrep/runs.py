@@ -143,7 +143,9 @@ class ModelConfig:
 class TrainerConfig:
     """How long and where to train: ``steps`` optimiser steps in total (``time_limit`` seconds at most per
     ``dynrep train`` / ``resume`` call), a checkpoint every ``checkpoint_every`` steps (and at the end),
-    ``threads`` torch CPU threads (None: torch's default), ``seed`` of the learner; the loss terms of every
+    ``threads`` torch CPU threads (None: torch's default), with ``compile`` each step's loss through
+    ``torch.compile``, with ``autocast: bf16`` under bfloat16 autocast (both off by default; not saved in the
+    checkpoint, so a resume may change them), ``seed`` of the learner; the loss terms of every
     ``log_every``-th step go to ``checkpoint.metrics.jsonl`` and, with ``logger: tensorboard``, to tensorboard
     event files in ``RUN_DIR/tensorboard``, with ``logger: wandb`` to a Weights & Biases run in ``RUN_DIR/wandb``
     (``logger: tensorboard,wandb``: both; :mod:`dynrep.training.logging`). With ``eval_every`` the run's
@@ -158,6 +160,8 @@ class TrainerConfig:
     checkpoint_every: int | None = None
     device: str = "auto"
     threads: int | None = None
+    compile: bool = False
+    autocast: str | None = None
     seed: int = 0
     log_every: int = 10
     logger: str | None = None
@@ -166,8 +170,9 @@ class TrainerConfig:
     sync_every: int | None = None
 
     def __post_init__(self) -> None:
-        from dynrep.checks import check_int
+        from dynrep.checks import check_autocast, check_int
         check_int("trainer.steps", self.steps, 0)
+        check_autocast("trainer.autocast", self.autocast)
         check_int("trainer.seed", self.seed, 0)
         check_int("trainer.log_every", self.log_every, 1)
         from dynrep.training.logging import logger_names
@@ -376,6 +381,7 @@ def build_learner(config: RunConfig):
     if config.env.split is not None:
         env = env.split(config.env.split, config.env.modifiers)[0]
     return RepresentationLearner(env, config.model.name, seed=config.trainer.seed, device=config.trainer.device,
+                                 compile=config.trainer.compile, autocast=config.trainer.autocast,
                                  **config.model.config)
 
 
@@ -488,7 +494,8 @@ def resume(run_dir: str | Path, steps: int | None = None, *, progress: bool = Fa
                               "`dynrep train RUN.yaml --out DIR`)")
     config = load_run_config(out / RUN_FILE)
     _use_threads(config)
-    learner = RepresentationLearner.load(out / CHECKPOINT_DIR, device=config.trainer.device)
+    learner = RepresentationLearner.load(out / CHECKPOINT_DIR, device=config.trainer.device,
+                                         compile=config.trainer.compile, autocast=config.trainer.autocast)
     if steps is None:
         remaining = config.trainer.steps - learner.step
         if remaining <= 0:

@@ -111,6 +111,7 @@ def test_cuda_on_a_machine_without_it(capsys, tmp_path):
     ("--time-limit", "nan", "time_limit must be a positive finite number of seconds or None, got nan"),
     ("--checkpoint-every", "0", "checkpoint_every must be >= 1, got 0"),
     ("--steps", "-1", "steps must be >= 0, got -1"),
+    ("--autocast", "fp16", "--autocast must be one of (None, 'bf16'), got 'fp16'"),
 ])
 def test_bad_training_numbers(capsys, tmp_path, flag, value, message):
     argv = ["train", "--out", tmp_path / "x", *TINY, flag, value]

@@ -110,7 +110,7 @@ def _recording(learner) -> list[Trajectory]:
 
 def worker_train(out: Path) -> dict:
     """The step-for-step comparison, the resume, the refusals and the evaluation, in one launch."""
-    return {**_match(), **_resume(out), **_evaluate(), **_interrupt(out), **_zoo(), **_non_finite(out)}
+    return {**_match(), **_resume(out), **_evaluate(), **_interrupt(out), **_zoo(), **_non_finite(out), **_switches()}
 
 
 #: Models accepted under DDP (the refused ones are beta_tcvae, cascade_vae, rgrvae) and a tiny setting of each.
@@ -131,6 +131,20 @@ def _zoo() -> dict:
         learner.train(2, progress=False)
         results[name] = (learner.history["loss"], learner.model.state_dict())
     return {"zoo": results}
+
+
+def _switches() -> dict:
+    """DDP steps with the trainer's compile (dynamo's graphs on the aot_eager backend: no C++ build) and with
+    bf16 autocast, beside plain ones: ``{setting: (losses, parameters)}``."""
+    import functools
+    torch.compile = functools.partial(torch.compile, backend="aot_eager")
+    results = {}
+    for name, switches in {"plain": {}, "compile": {"compile": True}, "bf16": {"autocast": "bf16"}}.items():
+        learner = tiny_learner(env=_env(), batch_size=4, **switches)
+        learner.train(STEPS, progress=False)
+        assert (learner.trainer._compiled is not None) == (name == "compile")  # the DDP forward ran it
+        results[name] = (learner.history["loss"], learner.model.state_dict())
+    return {"switches": results}
 
 
 def _match() -> dict:
@@ -302,6 +316,18 @@ def test_every_accepted_model_trains_in_step_on_both_ranks(trained):
         other_losses, other_params = ranks[1]["zoo"][name]
         assert len(losses) == 2 and np.isfinite(losses).all() and losses == other_losses, name
         assert all(torch.equal(value, other_params[key]) for key, value in params.items()), name
+
+
+def test_compile_and_autocast_train_under_ddp(trained):
+    _, ranks = trained
+    (plain_losses, plain_params), results = ranks[0]["switches"]["plain"], ranks[0]["switches"]
+    for name, tolerance in (("compile", 1e-5), ("bf16", 2e-2)):
+        losses, params = results[name]
+        np.testing.assert_allclose(losses, plain_losses, rtol=tolerance)
+        assert ranks[1]["switches"][name][0] == losses, name  # the ranks agree
+        assert all(torch.equal(value, ranks[1]["switches"][name][1][key]) for key, value in params.items()), name
+    torch.testing.assert_close(results["compile"][1], plain_params, rtol=1e-5, atol=1e-6)
+    assert results["bf16"][0] != plain_losses  # the DDP forward ran under autocast
 
 
 def test_distributed_evaluate_equals_one_process(trained, one_thread):

@@ -83,7 +83,7 @@ def test_overrides_set_dotted_keys_in_order():
     ("optimizer.lr=1", "unknown key 'optimizer.lr' in override 'optimizer.lr=1': a run config has no 'optimizer'; "
                        "allowed: env, model, trainer, evaluation"),
     ("trainer.stepz=5", "unknown key 'trainer.stepz' in override 'trainer.stepz=5': trainer has no 'stepz'; allowed: "
-                        "steps, time_limit, checkpoint_every, device, threads, seed"),
+                        "steps, time_limit, checkpoint_every, device, threads, compile, autocast, seed"),
     ("model.config.bta=4", "unknown key 'model.config.bta' in override 'model.config.bta=4': model.config has no "
                            "'bta'; allowed: latent_dim, batch_size,"),
     ("env.args.siz=3", "unknown key 'env.args.siz' in override 'env.args.siz=3': env.args has no 'siz'; allowed: "
@@ -93,6 +93,10 @@ def test_overrides_set_dotted_keys_in_order():
     ("model.config.channels=4", "override model.config.channels=4: model.config ('rotation' model) option channels "
                                 "must be of type"),
     ("trainer.checkpoint_every=0", "override trainer.checkpoint_every=0: trainer.checkpoint_every must be >= 1"),
+    ("trainer.autocast=fp16", "override trainer.autocast='fp16': trainer.autocast must be one of (None, 'bf16'), got "
+                              "'fp16'"),
+    ("trainer.compile=fast", "override trainer.compile='fast': trainer option compile must be of type bool, got "
+                             "'fast'"),
     ("evaluation.metrics=mig", "override evaluation.metrics='mig': evaluation option metrics must be of type"),
     ("evaluation.metrics=[mig,migg]", "override evaluation.metrics=['mig', 'migg']: evaluation.metrics: unknown metric "
                                       "'migg'; metrics are "),

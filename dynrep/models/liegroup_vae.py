@@ -48,6 +48,7 @@ from dynrep.checks import check_int
 from dynrep.data.trajectory import Trajectory
 from dynrep.models.base import LossOutput, Posterior, observations_to_float
 from dynrep.models.beta_vae import capacity_schedule
+from dynrep.models.losses import full_precision
 from dynrep.models.registry import register_model
 from dynrep.models.vae import VAE, gaussian_kl
 
@@ -65,7 +66,7 @@ def exponential_map(z: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"z must have shape [B, {basis.shape[0]}] for a basis of {basis.shape[0]} matrices, "
                          f"got {tuple(z.shape)}")
     algebra = torch.einsum("bn,nij->bij", z, basis)
-    return torch.linalg.matrix_exp(algebra).flatten(1)
+    return torch.linalg.matrix_exp(full_precision(algebra)).flatten(1)  # bfloat16 under autocast overflows
 
 
 def _pair_products(basis: torch.Tensor) -> torch.Tensor:

@@ -28,14 +28,21 @@ class _BinaryCrossEntropyWithLogits(torch.autograd.Function):
         return grad_logits, None
 
 
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is of a lower floating precision (bfloat16 or float16 under autocast), else ``x``."""
+    return x.float() if x.is_floating_point() and x.element_size() < 4 else x
+
+
 def bernoulli_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean binary cross-entropy per element between decoder ``logits`` and ``target`` in [0, 1].
 
-    Both tensors have the same shape (any layout); returns a scalar.
+    Both tensors have the same shape (any layout); returns a scalar, computed in float32 at least (bfloat16
+    logits under autocast too).
     """
     if logits.shape != target.shape:
         raise ValueError(f"logits and target must have the same shape, got {tuple(logits.shape)} "
                          f"and {tuple(target.shape)}")
+    logits = full_precision(logits)
     return _BinaryCrossEntropyWithLogits.apply(logits, target.to(logits.dtype))
 
 
@@ -43,9 +50,10 @@ def gaussian_nll(mean: torch.Tensor, target: torch.Tensor, logvar: torch.Tensor)
     """Elementwise ``-log N(target; mean, exp(logvar))`` (``logvar`` broadcasts, e.g. one per coordinate).
 
     ``mean`` and ``target`` have the same shape ``[B, ...]``; the result has that shape (reduce it as the
-    model's reference does: summed over coordinates, or averaged).
+    model's reference does: summed over coordinates, or averaged); computed in float32 at least.
     """
     if mean.shape != target.shape:
         raise ValueError(f"mean and target must have the same shape, got {tuple(mean.shape)} "
                          f"and {tuple(target.shape)}")
+    mean, target, logvar = (full_precision(t) for t in (mean, target, logvar))
     return 0.5 * ((target - mean).square() * torch.exp(-logvar) + logvar + math.log(2 * math.pi))

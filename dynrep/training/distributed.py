@@ -231,26 +231,28 @@ def step_generators(seed: int, step: int, device: torch.device) -> tuple[np.rand
 
 
 class LossModule(nn.Module):
-    """``forward(batch, step, generator)`` is ``model.loss(...)``: what DDP wraps, so that each step's loss
-    goes through DDP's forward (which prepares the gradient all-reduce)."""
+    """``forward(batch, step, generator)`` is ``loss(...)`` (default ``model.loss``; the trainer's
+    :meth:`~dynrep.training.trainer.Trainer.loss` to compile it or run it under autocast): what DDP wraps, so that
+    each step's loss goes through DDP's forward (which prepares the gradient all-reduce)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, loss=None):
         super().__init__()
         self.model = model
+        self.loss = model.loss if loss is None else loss
 
     def forward(self, batch, step: int, generator: torch.Generator | None = None):
-        return self.model.loss(batch, step, generator)
+        return self.loss(batch, step, generator)
 
 
-def wrap(model: nn.Module, device: torch.device) -> nn.parallel.DistributedDataParallel:
-    """``model`` as a DDP :class:`LossModule` (call it like ``model.loss``). Parameters a step does not use
-    (a branch not taken) are found and keep no gradient, as in one process; buffers are not broadcast
-    each step: models that change buffers in training set ``ddp_unsupported``."""
+def wrap(model: nn.Module, device: torch.device, loss=None) -> nn.parallel.DistributedDataParallel:
+    """``model`` as a DDP :class:`LossModule` of ``loss`` (default ``model.loss``; call the wrapper like it).
+    Parameters a step does not use (a branch not taken) are found and keep no gradient, as in one process;
+    buffers are not broadcast each step: models that change buffers in training set ``ddp_unsupported``."""
     ddp = nn.parallel.DistributedDataParallel
     # torch >= 2.12 spells broadcast_buffers=False (no buffer sync before each forward) this way.
     buffers = {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters else \
         {"broadcast_buffers": False}
-    return ddp(LossModule(model), device_ids=[device.index] if device.type == "cuda" else None,
+    return ddp(LossModule(model, loss), device_ids=[device.index] if device.type == "cuda" else None,
                find_unused_parameters=True, **buffers)
 
 

@@ -1,6 +1,7 @@
 """One training loop for every model: sample a batch, loss, guard, Adam step, log."""
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 
 
-from dynrep.checks import check_int, check_seconds
+from dynrep.checks import check_autocast, check_int, check_seconds
 from dynrep.schedules import staircase_decay
 from dynrep.training import distributed
 from dynrep.training.callbacks import Callback, NonFiniteLossError, non_finite_error
@@ -130,10 +131,26 @@ class Trainer:
     (step counter, generators, buffers, learning rates) and raises :class:`NonFiniteLossError` at that step,
     with the parameters, optimiser state and history of ``N`` = 1. :attr:`last_logs` holds the terms of the
     last step in the history (None before the first step of a ``fit``).
+
+    With ``compile`` the model's loss (``model.loss``, the forward pass; not the optimiser step) runs through
+    ``torch.compile``: the method is compiled, not the module, so ``state_dict`` keys and checkpoints are the
+    same as without. With ``autocast="bf16"`` the loss runs under ``torch.autocast(device.type, torch.bfloat16)``
+    (matrix products and convolutions in bfloat16, as torch's autocast chooses; the reconstruction losses, the
+    rotation model's rotations, the Lie group VAE's exponential map, the parameters, gradients and optimiser in
+    float32). Neither is saved in :meth:`state_dict`.
     """
 
-    def __init__(self, model, env, *, seed: int, device: torch.device):
+    def __init__(self, model, env, *, seed: int, device: torch.device, compile: bool = False,
+                 autocast: str | None = None):
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile must be True or False, got {compile!r}")
+        check_autocast("autocast", autocast)
+        if autocast == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"autocast='bf16' needs a GPU with bfloat16 support; {device} has none (use "
+                             "autocast=None)")
         self.model, self.env, self.device = model, env, device
+        self.compile, self.autocast = compile, autocast
+        self._compiled = None  # torch.compile(model.loss), made at the first step with compile
         groups = decayed_groups(model.parameter_groups(), model.config.weight_decay)
         # The fused kernel updates all parameters in one call: the cheapest optimiser step on CPU and CUDA.
         # EagerAdam is torch's Adam without the import of torch._dynamo (~70 MB).
@@ -159,6 +176,17 @@ class Trainer:
         size = distributed.local_batch_size(c.batch_size) if self._ddp is not None else c.batch_size
         batch = self.env.sample_trajectories(size, c.episode_length, self.rng, c.max_action_magnitude)
         return batch.to(self.device)
+
+    def loss(self, batch, step: int, generator: torch.Generator):
+        """``model.loss(batch, step, generator)`` as each training step runs it: under the trainer's ``autocast``,
+        compiled if ``compile``."""
+        if self.compile and self._compiled is None:
+            self._compiled = torch.compile(self.model.loss)
+        loss = self._compiled or self.model.loss
+        precision = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast == "bf16" else \
+            contextlib.nullcontext()
+        with precision:
+            return loss(batch, step, generator)
 
     def fit(self, steps: int, *, time_limit: float | None = None, callbacks: Sequence[Callback] = (),
             sync_every: int | None = None) -> dict[str, list[float]]:
@@ -194,7 +222,7 @@ class Trainer:
             # A new wrapper per call: a step that stopped after its forward pass (NaN) leaves the old one
             # waiting for a backward pass.
             self._ddp = None
-            self._ddp = distributed.wrap(self.model, self.device)
+            self._ddp = distributed.wrap(self.model, self.device, self.loss)
         callbacks = distributed.callbacks_for_rank(callbacks)
         self.last_logs = None
         # 1 from the first non-finite step on: the fused Adam then skips its updates (and step counts) until the
@@ -242,7 +270,7 @@ class Trainer:
                 return "interrupted"
             if time_limit is not None and time.monotonic() - start >= time_limit:
                 return "time_limit"
-            out = self.model.loss(self.sample_batch(), self.step, self.generator)
+            out = self.loss(self.sample_batch(), self.step, self.generator)
             names, values = _terms(out)
             self._update(out, names, values, callbacks)
         return "interrupted" if stop.received else "steps"
