@@ -72,6 +72,9 @@ def run_phases(steps: int, out: Path) -> list:
         learner = RepresentationLearner(GridWorld(size=5), model="rotation", latent_dim=4, seed=0)
     with phase(f"train {steps} steps", sampler, rows):
         learner.train(steps, checkpoint_dir=out / "checkpoint", progress=False, overwrite=True)
+    with phase("compact heap", sampler, rows):  # as `dynrep demo` does after training
+        from dynrep.memory import compact_heap
+        compact_heap()
     with phase("rollout gif", sampler, rows):
         learner.animate(out / "rollout.gif")
     with phase("traversal gif", sampler, rows):

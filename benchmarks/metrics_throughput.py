@@ -7,7 +7,8 @@ images indexed modulo its size, so no 5.9 GB array is needed; the draws are stil
 as on the real data). The encoder is the β-VAE's default Burgess 32-32-64-64 coder (latent 10), untrained:
 throughput does not depend on the weights.
 
-1. The encoder alone: ``model.representation`` on a fixed uint8 batch under ``torch.inference_mode`` at
+1. The encoder alone: ``model.representation`` on a fixed uint8 batch (channels-last, the layout of the coder
+   and of the image worlds' renders) under ``torch.inference_mode`` at
    batches 16 ... 1024, best of several calls each; the best batch's images/s is the reference.
 2. Each score at the reference's group size (64 images per vote / point) on fewer votes than the reference's
    15,000 (``--votes``), counting the images the representation function receives: images/s of the whole
@@ -67,6 +68,8 @@ def encoder_throughput(model, shape, batches=(16, 32, 64, 128, 256, 512, 1024), 
     """(images per wall second, images per CPU second) of ``model.representation`` per batch size, best of
     ``repeats`` passes over 4096 images."""
     obs = torch.randint(0, 256, (4096, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    # In the layout the coder runs in (channels last), as the image worlds render: no conversion in the first conv.
+    obs = obs.contiguous(memory_format=torch.channels_last) if obs.ndim == 4 else obs
     rates = {}
     with torch.inference_mode():
         model.representation(obs[:16])

@@ -369,4 +369,6 @@ class FactorImageEnvironment(Environment):
             images = np.rint(images * 255)
         elif self._scale != 1:
             images = images * np.uint8(self._scale)  # checked at load: the products stay within 0..255
-        return np.ascontiguousarray(images, dtype=np.uint8)
+        # [N, C, H, W] over the store's [N, H, W, C] memory (channels-last strides), not copied to C order: the
+        # conv coders run channels-last and take it as it is.
+        return images.astype(np.uint8, copy=False)
