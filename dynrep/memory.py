@@ -2,12 +2,12 @@
 
 glibc's malloc serves a block of up to 32 MB from its heaps once a block that size has been freed (its mmap
 threshold grows with the blocks freed), and keeps the freed memory of those heaps for later calls. Training
-runs at full speed that way, but the memory stays resident: `dynrep demo` measured 497-544 MB at its peak,
-of which ~60 MB were freed blocks kept during the evaluation after training, against a 447 MB peak with
-:func:`compact_heap` called once after training (benchmarks/RESULTS.md, "Demo memory"). A fixed threshold
-makes every larger block an ``mmap`` of its own, returned when freed: training steps are then ~40 % slower
-(zeroed pages on every step), so this is for the phase after training, in a process that will not train
-again (the demo command).
+runs at full speed that way, but the memory stays resident: `dynrep demo --steps 100` peaked at 497-544 MB,
+the evaluation after training growing the heaps with freed blocks, against 446-448 MB with
+:func:`compact_heap` called once after training (benchmarks/RESULTS.md, Speed IV, "Lead's rerun"). A fixed
+threshold makes every larger block an ``mmap`` of its own, returned when freed: training steps are then ~40 %
+slower (fresh zeroed pages on every step), so this is for the phase after training, in a process that will not
+train again (the demo command).
 """
 from __future__ import annotations
 
