@@ -8,7 +8,8 @@ import torch
 
 from conftest import TINY_NET, seeded_model
 from dynrep import GridWorld
-from dynrep.models.rotation import entanglement, givens_product, plane_indices
+from dynrep.models import rotation as rotation_module
+from dynrep.models.rotation import entanglement, givens_product, plane_indices, step_rotations
 
 
 def givens(n: int, i: int, j: int, angle: float) -> torch.Tensor:
@@ -174,6 +175,28 @@ def test_magnitude_two_is_rotation_by_doubled_angles():
     for k in range(4):
         mat = doubled[actions[k]] if magnitudes[k] == 2 else single[actions[k]]
         assert torch.allclose(out[k], mat @ z0[k], atol=1e-6)
+
+
+def test_per_step_rotations_equal_the_gathered_ones():
+    # Off the CPU the rollout builds each step's rotation from its magnitude (no host read of the largest one):
+    # the same matrices as the host path's gather from action_matrices, and the same rollout.
+    model = rotation_model(max_action_magnitude=3)
+    gen = torch.Generator().manual_seed(3)
+    actions, magnitudes = torch.randint(0, 4, (5, 6), generator=gen), torch.randint(1, 4, (5, 6), generator=gen)
+    with torch.no_grad():
+        gathered = model.action_matrices(3)[magnitudes - 1, actions]
+        per_step = step_rotations(model.angles, actions, magnitudes, 4)
+    assert per_step.shape == (5, 6, 4, 4)
+    torch.testing.assert_close(per_step, gathered, rtol=0, atol=1e-6)
+    assert not torch.allclose(per_step, step_rotations(model.angles, actions, magnitudes.clamp(max=1), 4))
+    z0 = torch.nn.functional.normalize(torch.randn(5, 4, generator=gen), dim=-1)
+    with torch.no_grad():
+        host = model.rollout(z0, actions, magnitudes)
+        with pytest.MonkeyPatch.context() as patch:  # as on a GPU: magnitudes not readable for free
+            patch.setattr(rotation_module, "reads_free", lambda tensor: False)
+            patch.setattr(torch.Tensor, "__int__", lambda self: pytest.fail("the rollout read a magnitude"))
+            device = model.rollout(z0, actions, magnitudes)
+    torch.testing.assert_close(device, host, rtol=0, atol=1e-6)
 
 
 def test_loss_terms_and_gradients():

@@ -24,6 +24,18 @@ def plane_indices(n: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(n) for j in range(i + 1, n)]
 
 
+def reads_free(tensor: torch.Tensor) -> bool:
+    """Whether reading ``tensor``'s values on the host costs no wait for a device: it is on the CPU."""
+    return tensor.device.type == "cpu"
+
+
+def step_rotations(angles: torch.Tensor, actions: torch.Tensor, magnitudes: torch.Tensor, n: int) -> torch.Tensor:
+    """Rotation ``[B, T, n, n]`` of each step: action ``actions [B, T]`` (rows of ``angles [A, n(n-1)/2]``)
+    turned ``magnitudes [B, T]`` (>= 1, not checked) times its angles, computed without reading the
+    magnitudes on the host (what :meth:`RotationModel.rollout` does off the CPU)."""
+    return givens_product(magnitudes[..., None].to(angles.dtype) * angles[actions], n)
+
+
 def givens_product(angles: torch.Tensor, n: int) -> torch.Tensor:
     """Rotation matrices ``[..., n, n]`` from angles ``[..., n(n-1)/2]``.
 
@@ -128,14 +140,18 @@ class RotationModel(RepresentationModel):
         """Open-loop latents ``[B, T+1, n]`` from ``z0 [B, n]`` through ``actions [B, T]``."""
         if magnitudes is not None and not magnitudes.numel():
             magnitudes = None
-        if magnitudes is not None and int(magnitudes.min()) < 1:
+        on_host = magnitudes is None or reads_free(magnitudes)
+        if magnitudes is not None and on_host and int(magnitudes.min()) < 1:
             raise ValueError(f"magnitudes must be >= 1, got {int(magnitudes.min())}")
         # The rotations in float32 under bfloat16 autocast too: with them in bfloat16 (8-bit mantissas) seed 3 of
         # benchmarks/gridworld_convergence.py --config autocast=bf16 never disentangled (purity 0.59 at 2000 steps).
         with torch.autocast(z0.device.type, enabled=False):
-            mats = self.action_matrices(1 if magnitudes is None else int(magnitudes.max()))
-            m = torch.zeros_like(actions) if magnitudes is None else magnitudes - 1
-            step_mats = mats[m, actions]  # [B, T, n, n]
+            if on_host:  # each action's rotations for magnitudes 1..max, gathered per step
+                mats = self.action_matrices(1 if magnitudes is None else int(magnitudes.max()))
+                m = torch.zeros_like(actions) if magnitudes is None else magnitudes - 1
+                step_mats = mats[m, actions]  # [B, T, n, n]
+            else:  # reading the largest magnitude would wait for the device: one rotation per step instead
+                step_mats = step_rotations(self.angles, actions, magnitudes, self.config.latent_dim)
             z = full_precision(z0)
             latents = [z]
             for t in range(actions.shape[1]):
