@@ -38,8 +38,8 @@ def compact_heap(mmap_threshold: int = MMAP_THRESHOLD) -> bool:
     the system as soon as they are freed) and return the heaps' free memory now (``malloc_trim(0)``).
     Process-wide and permanent: later large allocations are slower (module docstring). Returns whether it
     applied (False, doing nothing, where the C library is not glibc)."""
-    if not isinstance(mmap_threshold, int) or isinstance(mmap_threshold, bool) or mmap_threshold < 0:
-        raise ValueError(f"mmap_threshold must be an int >= 0 (bytes), got {mmap_threshold!r}")
+    if not isinstance(mmap_threshold, int) or isinstance(mmap_threshold, bool) or not 0 <= mmap_threshold < 2**31:
+        raise ValueError(f"mmap_threshold must be an int in [0, 2**31) (bytes: a C int), got {mmap_threshold!r}")
     libc = _libc()
     if libc is None:
         return False

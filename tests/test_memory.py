@@ -59,7 +59,7 @@ def test_without_it_the_heap_keeps_them():
     assert applied == "None" and before - after < 5  # the ~160 MB the test above sees returned stay resident
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, True, "1M"])
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "1M", 2**31])
 def test_bad_thresholds_are_named(bad):
     with pytest.raises(ValueError, match=r"mmap_threshold must be .*got"):
         memory.compact_heap(bad)
