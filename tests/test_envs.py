@@ -343,6 +343,17 @@ def test_default_render_is_exact():
         assert np.array_equal(img[k], expected), f"state {k}"
 
 
+def test_render_is_channels_last_memory():
+    """[N, C, H, W] frames over [N, H, W, C] memory, through the cache and the direct draw alike, and the
+    trajectories' tensors keep it: the layout the conv coders and their logits run in."""
+    for env in (GridWorld(), GridWorld(size=500, image_size=1000)):  # cached, and too large to cache
+        frames = env.render(np.array([[0, 0], [4, 4]]))
+        assert frames.shape == (2, 3, env.image_size, env.image_size)
+        assert frames.transpose(0, 2, 3, 1).flags.c_contiguous
+    obs = GridWorld().sample_trajectories(2, 3, rng=0).obs
+    assert obs.shape == (2, 4, 3, 64, 64) and obs.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+
+
 def test_cached_render_equals_direct_draw():
     env = GridWorld(size=4, scales=(0, 4), colours=("white", "red"), backgrounds=("black", "blue"), image_size=32)
     everything = env.factors.from_index(np.arange(env.factors.num_states))

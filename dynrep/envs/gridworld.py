@@ -134,11 +134,14 @@ class GridWorld(Environment):
         c_lo, c_hi = self._span(col, self.cols, sides)
         in_rows = (pixels >= r_lo[:, None]) & (pixels < r_hi[:, None])  # [N, H]
         in_cols = (pixels >= c_lo[:, None]) & (pixels < c_hi[:, None])  # [N, W]
-        mask = in_rows[:, None, :, None] & in_cols[:, None, None, :]  # [N, 1, H, W]
-        out = np.empty((len(factors), *self.observation_shape), dtype=np.uint8)
-        out[:] = self._bg[self._factor(factors, "background")][:, :, None, None]
-        np.copyto(out, self._fg[self._factor(factors, "colour")][:, :, None, None], where=mask)
-        return out
+        mask = in_rows[:, :, None, None] & in_cols[:, None, :, None]  # [N, H, W, 1]
+        channels, height, width = self.observation_shape
+        out = np.empty((len(factors), height, width, channels), dtype=np.uint8)
+        out[:] = self._bg[self._factor(factors, "background")][:, None, None, :]
+        np.copyto(out, self._fg[self._factor(factors, "colour")][:, None, None, :], where=mask)
+        # [N, C, H, W] over channels-last memory, the layout the conv coders run in: the first convolution
+        # takes it without a reorder, and the decoder's channels-last logits meet a target of their own layout
+        return out.transpose(0, 3, 1, 2)
 
     def observation_to_image(self, obs: np.ndarray) -> np.ndarray:
         if self.observation == "image":
