@@ -20,6 +20,14 @@ FC 1024-256, 10 latents; 764,245 parameters each, asserted), on 64x64 one-channe
   log-density matrix and two ``logsumexp``; ``torch.optim.Adam`` as its default optimiser. Its own encoder
   uses padding 2 and a 1600-unit FC; here it gets the identical network instead.
 
+Memory between steps: dynrep's trainer keeps freed blocks in the heap (``dynrep.memory.keep_heap``), so its
+steps fault in no fresh pages, where glibc's defaults unmap every freed block of 32 MB or more and trim the
+heaps (~48,000 page faults per beta-TCVAE step at batch 256). The thresholds are process-wide, so each
+contender's rounds run under its own: dynrep's, or for a peer glibc's thresholds as they settle once such a
+block has been freed (32 MB mmap, 64 MB trim; no more page faults than glibc's defaults give it).
+``--allocator keep`` runs every contender under dynrep's instead (the code alone compared). Page faults per
+step are printed beside each time.
+
 The peers run from the benchmark-only venv that ``benchmarks/setup_peers.sh`` creates (pythae is never a
 dynrep dependency); without pythae installed its rows are skipped.
 
@@ -37,6 +45,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import statistics
 import time
 
@@ -44,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynrep import Circles, RepresentationLearner
+from dynrep import Circles, RepresentationLearner, memory
 
 try:
     from pythae.models import BetaTCVAE, BetaTCVAEConfig, BetaVAE, BetaVAEConfig
@@ -194,15 +203,37 @@ class Pythae:
         self.optimizer.step()
 
 
-def time_steps(contender, n: int) -> float:
-    """ms per step over ``n`` steps."""
+#: glibc's mmap and trim thresholds once its dynamic thresholds have settled after a 32 MB block was freed (as
+#: a batch-256 step frees several): what a peer's process runs with, emulated between dynrep's rounds.
+GLIBC_SETTLED = (32 << 20, 64 << 20)
+
+
+def use_allocator(contender, policy: str) -> None:
+    """Set the process's malloc thresholds for ``contender``'s next steps. ``"own"``: dynrep's
+    (:func:`dynrep.memory.keep_heap`, which its trainer calls) for dynrep, glibc's settled thresholds
+    (:data:`GLIBC_SETTLED`, no fewer page faults than glibc's defaults give) for a peer; ``"keep"``: dynrep's for
+    every contender (the code alone compared)."""
+    if policy == "keep" or isinstance(contender, (DynrepTrain, DynrepBare)):
+        memory.keep_heap()
+    elif memory._libc() is not None:
+        mmap, trim = GLIBC_SETTLED
+        memory._libc().mallopt(memory.M_MMAP_THRESHOLD, mmap)
+        memory._libc().mallopt(memory.M_TRIM_THRESHOLD, trim)
+
+
+def time_steps(contender, n: int, policy: str = "keep") -> tuple[float, float]:
+    """(ms per step, minor page faults per step) over ``n`` steps under the allocator ``policy``
+    (:func:`use_allocator`)."""
+    use_allocator(contender, policy)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     if isinstance(contender, DynrepTrain):
         contender.steps(n)
     else:
         for _ in range(n):
             contender.step()
-    return (time.perf_counter() - start) * 1000.0 / n
+    seconds = time.perf_counter() - start
+    return seconds * 1000.0 / n, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / n
 
 
 def conv_share(bare: DynrepBare, steps: int) -> tuple[float, float]:
@@ -218,7 +249,8 @@ def conv_share(bare: DynrepBare, steps: int) -> tuple[float, float]:
     return conv_us / 1000.0 / steps, total
 
 
-def run_config(model: str, batch: int, beta: float, rounds: int, steps: int, pool: torch.Tensor) -> None:
+def run_config(model: str, batch: int, beta: float, rounds: int, steps: int, pool: torch.Tensor,
+               policy: str) -> None:
     learners = {"train": dynrep_learner(model, batch), "bare": dynrep_learner(model, batch)}
     contenders = {"dynrep train": DynrepTrain(learners["train"]), "dynrep bare": DynrepBare(learners["bare"]),
                   "disent (re-impl)": Disent(learners["bare"], model, beta, pool, batch)}
@@ -227,14 +259,18 @@ def run_config(model: str, batch: int, beta: float, rounds: int, steps: int, poo
     for contender in contenders.values():  # warm-up (oneDNN primitive caches, allocator)
         time_steps(contender, 2)
     times = {name: [] for name in contenders}
+    faults = {name: [] for name in contenders}
     loads = []
     for r in range(rounds):
         order = list(contenders.items())
         if r % 2:
             order.reverse()
         for name, contender in order:
-            times[name].append(time_steps(contender, steps))
+            ms, page_faults = time_steps(contender, steps, policy)
+            times[name].append(ms)
+            faults[name].append(page_faults)
         loads.append(os.getloadavg()[0])
+    memory.keep_heap()  # the profiled bare step below runs as dynrep's steps do
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     conv_ms, profiled_ms = conv_share(contenders["dynrep bare"], max(2, steps))
     peers = {k: v for k, v in medians.items() if not k.startswith("dynrep")}
@@ -244,7 +280,8 @@ def run_config(model: str, batch: int, beta: float, rounds: int, steps: int, poo
           f"load {min(loads):.2f}-{max(loads):.2f}")
     for name, value in medians.items():
         spread = f"{min(times[name]):.1f}-{max(times[name]):.1f}"
-        print(f"  {name:18s} {value:8.1f} ms/step  (range {spread})  faster peer / this = {fastest / value:.2f}x")
+        print(f"  {name:18s} {value:8.1f} ms/step  (range {spread})  faster peer / this = {fastest / value:.2f}x"
+              f"  {statistics.median(faults[name]):8.0f} page faults/step")
     print(f"  dynrep train / bare = {medians['dynrep train'] / medians['dynrep bare']:.3f}")
     print(f"  conv kernels: {conv_ms:.1f} ms of a profiled {profiled_ms:.1f} ms bare step "
           f"({conv_ms / profiled_ms:.0%}); best possible ratio over {fastest_name} at this network "
@@ -257,6 +294,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7, quick 3)")
     parser.add_argument("--steps", type=int, default=None, help="steps per contender per round (default 5, quick 3)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, the machine's cores)")
+    parser.add_argument("--allocator", choices=("own", "keep"), default="own",
+                        help="malloc thresholds: each library's own (dynrep keeps its heap, the peers run with "
+                             "glibc's settled thresholds; default) or dynrep's for all (the code alone compared)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rounds = args.rounds or (3 if args.quick else 7)
@@ -264,10 +304,10 @@ def main() -> None:
     configs = [c for c in CONFIGS if not (args.quick and c[:2] == ("beta_vae", 256))]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, pythae "
           f"{'present' if BetaVAE is not None else 'MISSING (run benchmarks/setup_peers.sh)'}, "
-          f"load {os.getloadavg()[0]:.2f}")
+          f"load {os.getloadavg()[0]:.2f}, allocator {args.allocator}")
     pool = image_pool()
     for model, batch, beta in configs:
-        run_config(model, batch, beta, rounds, steps, pool)
+        run_config(model, batch, beta, rounds, steps, pool, args.allocator)
 
 
 if __name__ == "__main__":

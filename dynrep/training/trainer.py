@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 
+from dynrep import memory
 from dynrep.checks import check_autocast, check_int, check_seconds
 from dynrep.schedules import staircase_decay
 from dynrep.training import distributed
@@ -210,6 +211,7 @@ class Trainer:
         callbacks = list(callbacks)
         fused = bool(self.optimizer.defaults.get("fused"))
         self._sync_every = 1 if not fused or any(map(_waits_every_step, callbacks)) else sync_every
+        memory.keep_heap()  # a step's freed activations stay in the heap for the next (dynrep.memory)
         if distributed.init():
             with distributed.collectives():
                 return self._fit(steps, time_limit, callbacks)
