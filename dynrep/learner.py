@@ -361,10 +361,11 @@ class RepresentationLearner:
         if self.model.has_decoder and obs.dtype == torch.uint8:
             errors = torch.cat([frame_bce(chunk, self.model.decode(z)) for chunk, z in zip(chunks, codes)])
             scores["reconstruction_error"] = float(errors.mean())
-        elif self.model.has_decoder:
-            squares = sum(float((chunk - self.model.decode(z)).square_().sum(dtype=torch.float64))
-                          for chunk, z in zip(chunks, codes))
-            scores["reconstruction_mse"] = squares / obs.numel()
+        elif self.model.has_decoder:  # summed on the device, chunk after chunk: one read at the end
+            squares = torch.zeros((), dtype=torch.float64, device=obs.device)
+            for chunk, z in zip(chunks, codes):
+                squares += (chunk - self.model.decode(z)).square_().sum(dtype=torch.float64)
+            scores["reconstruction_mse"] = float(squares) / obs.numel()
         if self.model.has_dynamics:
             num_episodes, frames = batch.obs.shape[:2]
             per_chunk = max(1, chunk // frames)  # whole episodes: predict rolls each out from its first frame
