@@ -22,7 +22,10 @@ from dynrep import list_models
 #: Training steps each loss runs at: the first, and one past every warm-up, ramp and stage of the defaults.
 STEPS = (0, 10**6)
 #: Options with a loss path of their own.
-OPTIONS = {"beta_vae": [{"capacity": True}], "rotation": [{"max_action_magnitude": 3}]}
+OPTIONS = {"beta_vae": [{"capacity": True}], "rotation": [{"max_action_magnitude": 3}],
+           "liegroup_vae": [{"capacity_max": 1.0}], "vae": [{"reconstruction": "normal", "learn_decoder_var": True}],
+           "mechanism_sparsity": [{"hard_masks": True, "mask_samples": "per_batch", "reg_z": 0.1, "reg_a": 0.1}],
+           "cascade_vae": [{"cascade_schedule": "lils"}]}
 CASES = [(name, {}) for name in list_models()] + [(name, o) for name, opts in OPTIONS.items() for o in opts]
 
 
