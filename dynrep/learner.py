@@ -22,6 +22,7 @@ from dynrep.metrics.compute import compute, flatten_scores, metric_names
 from dynrep.metrics.dynamics import frame_bce, latent_prediction_error, per_frame_bce
 from dynrep.metrics.generalisation import generalisation_report
 from dynrep.metrics.graphs import permute_graph, shd
+from dynrep.metrics.sampling import auto_batch_size
 from dynrep.models.registry import build_model
 from dynrep.training import distributed
 from dynrep.training.callbacks import Callback, Checkpoint, NonFiniteLossError, ProgressBar
@@ -37,8 +38,16 @@ _TEST_STREAM, _EVAL_STREAM, _ANIMATE_STREAM = 1, 2, 3
 ANIMATION_KINDS = ("rollout", "traversal")
 #: k of the k-step prediction errors ``evaluate`` reports by default.
 DEFAULT_PREDICTION_STEPS = (1, 5, 10)
-#: Frames per encoder / decoder call in :meth:`RepresentationLearner.evaluate`'s model scores.
+#: Frames per encoder / decoder call in :meth:`RepresentationLearner.evaluate`'s model scores on a CPU, where
+#: it bounds the demo's peak memory (491 MB against the 500 MB target of issue 18); see :func:`eval_chunk`.
 EVAL_CHUNK = 64
+
+
+def eval_chunk(obs_shape: tuple[int, ...], device: torch.device) -> int:
+    """Frames of ``obs_shape`` per network call in ``evaluate``'s model scores on ``device``: :data:`EVAL_CHUNK`
+    on a CPU, elsewhere (a GPU, where 64 frames is a small batch) the metrics' batch,
+    :func:`~dynrep.metrics.sampling.auto_batch_size` (the largest that fits a share of the free memory)."""
+    return EVAL_CHUNK if device.type == "cpu" else auto_batch_size(obs_shape, device)
 
 
 def held_out_env(env: Environment) -> Environment:
@@ -338,26 +347,28 @@ class RepresentationLearner:
     def _model_scores(self, batch: Trajectory, prediction_steps: Sequence[int]) -> dict[str, float]:
         """The reconstruction and prediction scores of :meth:`evaluate` on ``batch`` (on the model's device).
 
-        Frames go through the networks :data:`EVAL_CHUNK` at a time and are scored where they are
+        Frames go through the networks :func:`eval_chunk` at a time and are scored where they are
         (:func:`~dynrep.metrics.dynamics.frame_bce`): each frame is encoded once, its code serving the
         reconstruction (``decode(representation(x))``, the models' ``reconstruct``) and the latent rollout,
         and no decoded frame outlives its chunk."""
         if not (self.model.has_decoder or self.model.has_dynamics):
             return {}
         obs = batch.obs.flatten(0, 1)
-        chunks = obs.split(EVAL_CHUNK)
+        chunk = eval_chunk(tuple(obs.shape[1:]), self.device)
+        chunks = obs.split(chunk)
         codes = [self.model.representation(chunk) for chunk in chunks]
         scores = {}
         if self.model.has_decoder and obs.dtype == torch.uint8:
             errors = torch.cat([frame_bce(chunk, self.model.decode(z)) for chunk, z in zip(chunks, codes)])
             scores["reconstruction_error"] = float(errors.mean())
-        elif self.model.has_decoder:
-            squares = sum(float((chunk - self.model.decode(z)).square_().sum(dtype=torch.float64))
-                          for chunk, z in zip(chunks, codes))
-            scores["reconstruction_mse"] = squares / obs.numel()
+        elif self.model.has_decoder:  # summed on the device, chunk after chunk: one read at the end
+            squares = torch.zeros((), dtype=torch.float64, device=obs.device)
+            for chunk, z in zip(chunks, codes):
+                squares += (chunk - self.model.decode(z)).square_().sum(dtype=torch.float64)
+            scores["reconstruction_mse"] = float(squares) / obs.numel()
         if self.model.has_dynamics:
             num_episodes, frames = batch.obs.shape[:2]
-            per_chunk = max(1, EVAL_CHUNK // frames)  # whole episodes: predict rolls each out from its first frame
+            per_chunk = max(1, chunk // frames)  # whole episodes: predict rolls each out from its first frame
             errors = torch.cat([frame_bce(part.obs.flatten(0, 1), self.model.predict(part).flatten(0, 1))
                                 for part in _episode_chunks(batch, per_chunk)])
             errors = errors.view(num_episodes, frames).mean(0)

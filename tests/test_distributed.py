@@ -110,7 +110,7 @@ def _recording(learner) -> list[Trajectory]:
 
 def worker_train(out: Path) -> dict:
     """The step-for-step comparison, the resume, the refusals and the evaluation, in one launch."""
-    return {**_match(), **_resume(out), **_evaluate(), **_interrupt(out), **_zoo(), **_non_finite(out), **_switches()}
+    return {**_match(), **_resume(out), **_evaluate(), **_interrupt(out), **_time_limit(), **_zoo(), **_non_finite(out), **_switches()}
 
 
 #: Models accepted under DDP (the refused ones are beta_tcvae, cascade_vae, rgrvae) and a tiny setting of each.
@@ -150,8 +150,13 @@ def _switches() -> dict:
 def _match() -> dict:
     learner = tiny_learner(env=_env(), batch_size=4)
     batches, record = _recording(learner), _Record()
-    learner.train(STEPS, progress=False, callbacks=[record])
-    return {"batches": batches, "params": record.params, "history": learner.history}
+    all_reduce, calls = torch.distributed.all_reduce, []
+    torch.distributed.all_reduce = lambda *args, **kwargs: calls.append(1) or all_reduce(*args, **kwargs)
+    try:
+        learner.train(STEPS, progress=False, callbacks=[record])
+    finally:
+        torch.distributed.all_reduce = all_reduce
+    return {"batches": batches, "params": record.params, "history": learner.history, "all_reduces": len(calls)}
 
 
 def _resume(out: Path) -> dict:
@@ -189,6 +194,13 @@ class _SigtermOnRank1(Callback):
     def on_step_end(self, trainer, logs):
         if distributed.rank() == 1 and trainer.step == 2:
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _time_limit() -> dict:
+    """Rank 1 alone is out of time at once: both ranks stop before the first update."""
+    learner = tiny_learner(env=_env())
+    learner.train(50, progress=False, time_limit=1e-9 if distributed.rank() == 1 else None)
+    return {"time_limit": (learner.step, learner.history)}
 
 
 def _interrupt(out: Path) -> dict:
@@ -292,6 +304,13 @@ def test_a_signal_on_one_rank_stops_both_at_the_same_step(trained):
     tmp_path, ranks = trained
     assert ranks[0]["interrupted"] == ranks[1]["interrupted"] == ("SIGTERM", 2, 2)  # at the next step boundary
     assert RepresentationLearner.load(tmp_path / "interrupted", device="cpu").step == 2
+
+
+def test_one_collective_a_step_on_cpu_and_a_time_limit_stops_both(trained):
+    _, ranks = trained
+    # The gradients' all-reduce is DDP's own; the stop flags share the loss terms' all-reduce, plus one at the end.
+    assert [r["all_reduces"] for r in ranks] == [STEPS + 1] * 2
+    assert [r["time_limit"] for r in ranks] == [(0, {})] * 2
 
 
 def test_a_non_finite_step_stops_both_ranks_at_it_whatever_the_sync_cadence(trained):
@@ -436,3 +455,8 @@ def test_leaving_the_group_first_hands_the_gil_to_gloo_workers(monkeypatch):
     monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: calls.append(("destroy",)))
     distributed._leave()
     assert calls == [("sleep", distributed._EXIT_GRACE), ("destroy",)] and distributed._EXIT_GRACE >= 0.05
+
+
+def test_one_all_reduce_of_terms_and_flags_needs_cpu_values():
+    with pytest.raises(ValueError, match="mean_and_any reduces CPU values; got values on meta"):
+        distributed.mean_and_any(torch.zeros(2, device="meta"), [True])

@@ -337,6 +337,23 @@ def test_evaluate_encodes_each_frame_once_in_bounded_chunks(monkeypatch):
     assert sum(encoded) == 7 * 5 + 7 and sum(decoded) == 2 * 7 * 5
 
 
+def test_evaluate_chunks_64_frames_on_cpu_and_the_metrics_batch_elsewhere(monkeypatch):
+    import dynrep.learner as learner_module
+    from dynrep.metrics import sampling
+    monkeypatch.setattr(sampling, "free_memory", lambda device=None: 2**30)  # a GPU's 1 GiB free, on any device
+    assert learner_module.eval_chunk((3, 64, 64), torch.device("cpu")) == 64
+    assert learner_module.eval_chunk((3, 64, 64), torch.device("cuda")) == sampling.auto_batch_size(
+        (3, 64, 64), "cuda") == 2**30 // 4 // (8 * 4 * 3 * 64 * 64)
+    asked, eval_chunk = [], learner_module.eval_chunk
+    monkeypatch.setattr(learner_module, "eval_chunk", lambda shape, device: asked.append((shape, device)) or 8)
+    learner = tiny_learner("rotation")
+    encoded, encoder = [], learner.model.encoder.forward
+    monkeypatch.setattr(learner.model.encoder, "forward", lambda x: encoded.append(len(x)) or encoder(x))
+    learner.evaluate((), num_episodes=7, episode_length=4, prediction_steps=(1,))
+    assert asked == [((3, 16, 16), learner.device)] and max(encoded) == 8
+    assert eval_chunk((3, 16, 16), learner.device) == 64
+
+
 def test_evaluate_default_arguments(trained_rotation):
     scores = trained_rotation.evaluate((), num_episodes=2)
     assert {"prediction_error/1", "prediction_error/5", "prediction_error/10"} <= set(scores)

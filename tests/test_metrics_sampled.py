@@ -210,6 +210,21 @@ def test_sample_transitions_are_one_action_steps_of_the_world():
         Sampler(FactorVectors((1, 1)), identity).sample_transitions(3)
 
 
+def test_sample_transitions_bring_every_draw_to_the_host_at_once(monkeypatch):
+    # One host copy (on a GPU: one wait) for all the draws, not two per draw; the codes as encoded draw by draw.
+    env = FactorVectors()
+    sampler = Sampler(env, identity, seed=4, batch_size=3)  # draws of 3: 3, 3 and 1 transitions
+    calls, encode = [], Sampler._encode_batches
+    monkeypatch.setattr(Sampler, "_encode_batches", lambda self, batches: calls.append(1) or encode(self, batches))
+    codes, next_codes, actions = sampler.sample_transitions(7)
+    assert len(calls) == 1
+    rng = np.random.default_rng(4)
+    draws = [env.sample_trajectories(k, 1, rng) for k in (3, 3, 1)]
+    np.testing.assert_array_equal(codes, np.concatenate([d.obs[:, 0].numpy() for d in draws]))
+    np.testing.assert_array_equal(next_codes, np.concatenate([d.obs[:, 1].numpy() for d in draws]))
+    np.testing.assert_array_equal(actions, np.concatenate([d.actions[:, 0].numpy() for d in draws]))
+
+
 def test_sampler_sizes_and_device():
     env = FactorVectors()
     assert [len(array) for array in Sampler(env, identity).sample(1)] == [1, 1]

@@ -10,7 +10,8 @@ from conftest import seeded_model
 from dynrep import RepresentationLearner, build_model, make_env
 from dynrep.envs.circles import Circles, Simple
 from dynrep.envs.splits import SplitEnvironment
-from dynrep.models.composition_net import COMPOSITIONS, Composition, CompositionNet, sample_triplets
+from dynrep.models import composition_net
+from dynrep.models.composition_net import COMPOSITIONS, Composition, CompositionNet, host_seed, sample_triplets
 
 TINY = {"latent_dim": 3, "batch_size": 8, "channels": (4, 8), "hidden": 16}
 SPLIT = "circles/recomb2range/shape2px"
@@ -257,6 +258,29 @@ def test_checkpoint_resume_continues_exactly(tmp_path):
     resumed = RepresentationLearner.load(tmp_path / "ckpt", device="cpu")
     resumed.train(steps=2, progress=False)
     assert resumed.history == straight.history
+
+
+def test_the_triplets_wait_for_no_device(monkeypatch):
+    # As on a GPU: the batch's factors live on a device whose values cannot be read (meta), and neither can the
+    # generator's draws (reads_free False, int() forbidden). The triplets come from the host copy of the factors
+    # that Trajectory.to kept, seeded from the generator's state.
+    model, env = tiny_model(), tiny_env()
+    batch = env.sample_trajectories(4, 1, np.random.default_rng(0))
+    start = torch.Generator().manual_seed(5)
+    cpu_seed = host_seed(torch.Generator().set_state(start.get_state()))
+    monkeypatch.setattr(composition_net, "reads_free", lambda value: False)
+    monkeypatch.setattr(torch.Tensor, "__int__", lambda self: pytest.fail("a draw was read on the host"))
+    gen = torch.Generator().set_state(start.get_state())
+    data = model.triplets(batch.to("meta"), gen)
+    seeds = [host_seed(torch.Generator().set_state(start.get_state())) for _ in range(2)]
+    assert seeds[0] == seeds[1] != cpu_seed and 0 <= seeds[0] < 2**62  # a pure function of the state
+    expected = sample_triplets(env, 8, np.random.default_rng(seeds[0]), batch.factors.flatten(0, 1).numpy())
+    assert all(np.array_equal(data[key], expected[key]) for key in expected)
+    # The generator advances by the same one draw as on the CPU, so the step's noise is drawn from the same state.
+    reference = torch.Generator().set_state(start.get_state())
+    torch.randint(0, 2**62, (1,), generator=reference)
+    assert torch.equal(gen.get_state(), reference.get_state())
+    assert host_seed(gen) != seeds[0]
 
 
 def test_continuous_factor_worlds_are_refused():

@@ -1,6 +1,8 @@
 """Trajectory: shape validation, collate, device moves."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -73,6 +75,34 @@ def test_to_device_moves_every_tensor_and_keeps_values():
     for name in ("obs", "actions", "factors", "magnitudes"):
         assert torch.equal(getattr(same, name), getattr(t, name))
     assert make().to("meta").magnitudes is None
+
+
+def test_a_moved_batch_keeps_its_host_factors():
+    t = make()
+    moved = t.to("meta")
+    assert moved.host_factors() is t.factors  # no copy back from the device (meta has no values to copy)
+    assert moved.to("meta").host_factors() is t.factors
+    assert t.host_factors() is t.factors
+    with pytest.raises(NotImplementedError, match="meta"):  # made on the device: a copy from it
+        Trajectory(moved.obs, moved.actions, moved.factors).host_factors()
+    replaced = replace(moved, factors=moved.factors + 1)  # the host copy no longer describes it
+    with pytest.raises(NotImplementedError, match="meta"):
+        replaced.host_factors()
+
+
+def test_moves_to_cuda_pin_the_host_tensors_first(monkeypatch):
+    # From pageable memory a non_blocking copy to CUDA is synchronous: pinned first for CUDA, and only for it.
+    pinned, copies = [], []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: pinned.append(self) or self)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, device, non_blocking=False: copies.append(
+        (torch.device(device).type, non_blocking)) or self)
+    t = make(magnitudes=True)
+    t.to("cuda")
+    assert [id(x) for x in pinned] == [id(x) for x in (t.obs, t.actions, t.factors, t.magnitudes)]
+    assert copies == [("cuda", True)] * 4
+    pinned.clear(), copies.clear()
+    t.to("cpu"), t.to(torch.device("meta"))
+    assert pinned == [] and copies == [("cpu", True)] * 4 + [("meta", True)] * 4
 
 
 def test_trajectory_is_frozen():

@@ -5,6 +5,8 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from dynrep.data.devices import to_device
+
 
 @dataclass(frozen=True)
 class Trajectory:
@@ -23,6 +25,8 @@ class Trajectory:
     actions: torch.Tensor
     factors: torch.Tensor
     magnitudes: torch.Tensor | None = None
+    #: Not a field: the factors a batch made by :meth:`to` was moved from (``replace`` and ``collate`` drop it).
+    _host_factors = None
 
     def __post_init__(self):
         batch, steps = self.obs.shape[0], self.obs.shape[1] - 1
@@ -46,9 +50,26 @@ class Trajectory:
         return self.obs.shape[1] - 1
 
     def to(self, device: torch.device | str) -> "Trajectory":
-        """Copy of the batch with every tensor moved to ``device``."""
-        return replace(self, **{f.name: getattr(self, f.name).to(device, non_blocking=True)
-                                for f in fields(self) if getattr(self, f.name) is not None})
+        """Copy of the batch with every tensor moved to ``device`` without making the host wait
+        (:func:`~dynrep.data.devices.to_device`: pinned first for CUDA). The copy keeps this batch's host
+        factors for :meth:`host_factors`."""
+        moved = replace(self, **{f.name: to_device(getattr(self, f.name), device)
+                                 for f in fields(self) if getattr(self, f.name) is not None})
+        object.__setattr__(moved, "_host_factors", self._host_copy())
+        return moved
+
+    def host_factors(self) -> torch.Tensor:
+        """``factors [B, T+1, K]`` on the CPU without waiting for a device: the tensor :meth:`to` moved this
+        batch's factors from, or ``factors`` on the CPU. Otherwise (a batch made on a device) ``factors.cpu()``,
+        which waits."""
+        host = self._host_copy()
+        return self.factors.cpu() if host is None else host
+
+    def _host_copy(self) -> torch.Tensor | None:
+        """The factors on the CPU if this batch has them without a copy from a device, else None."""
+        if self._host_factors is not None:
+            return self._host_factors
+        return self.factors if self.factors.device.type == "cpu" else None
 
     @staticmethod
     def collate(batches: list["Trajectory"]) -> "Trajectory":

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from dynrep.checks import check_int
+from dynrep.data.devices import to_device
 from dynrep.envs.base import Environment
 
 #: Observations ``[B, *obs_shape]`` -> codes ``[B, D]``; deterministic (metrics read the encoder mean).
@@ -124,7 +125,7 @@ class Sampler:
         parts = []
         for batch in batches:
             batch = torch.as_tensor(batch)
-            codes = self.representation_fn(batch if self.device is None else batch.to(self.device, non_blocking=True))
+            codes = self.representation_fn(batch if self.device is None else to_device(batch, self.device))
             codes = torch.as_tensor(codes)
             if codes.ndim != 2 or codes.shape[0] != len(batch):
                 raise ValueError(f"representation_fn must return codes of shape [{len(batch)}, num_codes], "
@@ -173,16 +174,22 @@ class Sampler:
         return codes, np.concatenate(factors)
 
     def sample_transitions(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``n`` random one-action transitions, encoded: ``(codes [n, D], next_codes [n, D], actions [n])``."""
+        """``n`` random one-action transitions, encoded: ``(codes [n, D], next_codes [n, D], actions [n])``, brought
+        to the host in one copy."""
         n = check_int("num_samples", n, 1)
         if not self.env.actions.discrete or self.env.actions.n == 0:
             raise ValueError(f"{type(self.env).__name__} has no discrete actions to fit one map per action")
-        codes, next_codes, actions = [], [], []
-        for batch in self._draws(n, 1):
-            codes.append(self.encode(batch.obs[:, 0]))
-            next_codes.append(self.encode(batch.obs[:, 1]))
-            actions.append(batch.actions[:, 0].numpy())
-        return np.concatenate(codes), np.concatenate(next_codes), np.concatenate(actions)
+        sizes, actions = [], []
+
+        def batches() -> Iterator[torch.Tensor]:  # each draw's first frames, then its second ones
+            for batch in self._draws(n, 1):
+                sizes.extend([batch.batch_size] * 2)
+                actions.append(batch.actions[:, 0].numpy())
+                yield from batch.obs[:, 0].split(self.batch_size)
+                yield from batch.obs[:, 1].split(self.batch_size)
+
+        parts = np.split(self._encode_batches(batches()), np.cumsum(sizes)[:-1])
+        return np.concatenate(parts[0::2]), np.concatenate(parts[1::2]), np.concatenate(actions)
 
     def sample_factors(self, n: int) -> np.ndarray:
         """``n`` uniformly random factor vectors ``[n, K]`` from this sampler's stream."""

@@ -103,10 +103,10 @@ class BetaVAE(VAE):
         if c.capacity:
             target = capacity_schedule(step, c.capacity_start, c.capacity_max, c.capacity_steps)
             total = reconstruction + c.gamma * (kl - target).abs()
-            extra = {"capacity": kl.new_tensor(target)}
+            extra = {"capacity": kl.new_full((), target)}
         else:
             weight = c.beta * beta_schedule_weight(step, c.beta_schedule, c.beta_schedule_steps,
                                                    c.beta_schedule_floor)
             total = reconstruction + weight * kl
-            extra = {"kl_weight": kl.new_tensor(weight)}
+            extra = {"kl_weight": kl.new_full((), weight)}
         return LossOutput(total, {"reconstruction": reconstruction, "kl": kl, **extra})

@@ -26,7 +26,10 @@ minimising ``sum_i u[i, d_i] + balance * sum_j n_j (n_j - 1) / 2`` where ``u[i, 
 reconstruction NLL of sample ``i`` decoded with category ``j`` and ``n_j`` the number of samples
 in category ``j``; the decoder sees ``[z; one_hot(d)]``. The original solves this with an OR-tools
 min-cost flow; :func:`balanced_assignment` solves it exactly as a linear assignment with one column
-per (category, slot) pair, slot ``k`` costing ``k * balance`` extra (scipy, no OR-tools).
+per (category, slot) pair, slot ``k`` costing ``k * balance`` extra (scipy, no OR-tools). On a GPU this
+is the one host round trip of the zoo's training steps, and it is inherent: from ``discrete_start`` on, each
+step copies the costs ``u [B, S]`` to the host and waits for them (an exact LP solver runs on the CPU);
+before it the step reads nothing from the device.
 
 The representation is ``[mean; one_hot(argmin_j u[i, j])]`` (the LiLS inference rule), so it has
 ``latent_dim + num_categories`` entries. Deviation: the posterior scale is ``exp(logvar / 2)``
@@ -42,6 +45,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from dynrep.checks import check_int
+from dynrep.data.devices import to_device
 from dynrep.data.trajectory import Trajectory
 from dynrep.models.base import LossOutput, observations_to_float
 from dynrep.models.registry import register_model
@@ -167,12 +171,13 @@ class CascadeVAE(VAE):
         reconstruction = self.reconstruction_term(self.decode_logits(torch.cat([z, discrete], 1)), target)
         kl_per_dim = 0.5 * (post.mean.square() + post.logvar.exp() - 1.0 - post.logvar).mean(0)
         released = released_dims(step, c.latent_dim, c.cascade_period, c.discrete_start, c.cascade_schedule)
-        weights = kl_per_dim.new_tensor(cascade_weights(step, c.latent_dim, c.cascade_period, c.beta_low,
-                                                        c.beta_high, c.discrete_start, c.cascade_schedule))
+        weights = to_device(torch.tensor(cascade_weights(step, c.latent_dim, c.cascade_period, c.beta_low, c.beta_high,
+                                                         c.discrete_start, c.cascade_schedule), dtype=kl_per_dim.dtype),
+                            kl_per_dim.device)
         kl = kl_per_dim.sum()
         total = reconstruction + (weights * kl_per_dim).sum()
         return LossOutput(total, {"reconstruction": reconstruction, "kl": kl,
-                                  "released_dims": kl.new_tensor(float(released))})
+                                  "released_dims": kl.new_full((), released)})
 
     def traverse(self, obs: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, list[str]]:
         """One row per continuous dimension (swept over [-3, 3], category fixed at the inferred one), then a

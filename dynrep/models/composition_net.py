@@ -20,7 +20,7 @@ Operators (``composition=``):
 
 Training data: dynrep trainers hand every model a batch of trajectories, so the triplets are
 built inside :meth:`CompositionNet.loss` from the batch's factor classes (the references) by
-:func:`sample_triplets`, with a numpy generator seeded from the trainer's torch generator, and
+:func:`sample_triplets`, with a numpy generator seeded from the trainer's torch generator (:func:`host_seed`), and
 rendered by the environment the model was built with. Defaults: LiLS composition runs (Adam lr
 1e-4, batch 64, latent 10, β = 1, ``interp``). Deviations: LiLS draws references from a fixed
 dataset of images, here they are the trainer's uniformly sampled frames (the same
@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from dynrep.checks import as_generator, check_int
+from dynrep.data.devices import reads_free, to_device
 from dynrep.data.trajectory import Trajectory
 from dynrep.models.base import LossOutput, observations_to_float
 from dynrep.models.registry import register_model
@@ -121,6 +122,19 @@ def sample_triplets(env, n: int, rng: np.random.Generator | int | None = None,
             "x_r": x_r, "x_q": x_q, "x_t": x_t}
 
 
+def host_seed(generator: torch.Generator | None = None) -> int:
+    """A seed in ``[0, 2**62)`` for sampling on the host, drawn from ``generator`` (None: torch's default one)
+    without waiting for a device. Either way the generator advances by one draw of ``randint(0, 2**62, (1,))``;
+    on the CPU the seed is that draw, elsewhere (where reading it would wait for the device) a hash of the
+    generator's state after it (a host tensor for every device: CUDA's is its seed and offset)."""
+    device = torch.device("cpu") if generator is None else generator.device
+    draw = torch.randint(0, 2**62, (1,), generator=generator, device=device)
+    if reads_free(draw):
+        return int(draw)
+    words = np.frombuffer(generator.get_state().numpy().tobytes(), dtype=np.uint32)
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> np.uint64(2))
+
+
 class Composition(nn.Module):
     """Composition operator ``(z_r [B, L], z_q [B, L], a [B, K]) -> z_t [B, L]``; see the module docstring."""
 
@@ -192,17 +206,17 @@ class CompositionNet(VAE):
         return self.composition(z_r, z_q, action)
 
     def triplets(self, batch: Trajectory, generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
-        """:func:`sample_triplets` for the batch's frames as references, seeded from ``generator``."""
-        device = generator.device if generator is not None else "cpu"
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device))
-        reference = batch.factors.flatten(0, 1).cpu().numpy()
+        """:func:`sample_triplets` for the batch's frames as references (:meth:`Trajectory.host_factors
+        <dynrep.data.trajectory.Trajectory.host_factors>`: no wait for a device), seeded by :func:`host_seed`."""
+        seed = host_seed(generator)
+        reference = batch.host_factors().flatten(0, 1).numpy()
         return sample_triplets(self.env, len(reference), np.random.default_rng(seed), reference)
 
     def loss(self, batch: Trajectory, step: int, generator: torch.Generator | None = None) -> LossOutput:
         data = self.triplets(batch, generator)
         device = batch.obs.device
-        images = [observations_to_float(torch.from_numpy(data[x]).to(device)) for x in ("x_r", "x_q", "x_t")]
-        action = torch.from_numpy(data["action"]).to(device)
+        images = [observations_to_float(to_device(torch.from_numpy(data[x]), device)) for x in ("x_r", "x_q", "x_t")]
+        action = to_device(torch.from_numpy(data["action"]), device)
         n = len(action)
         post = self.encode(torch.cat(images[:2]))
         noise = torch.randn(post.mean.shape, generator=generator, device=post.mean.device)

@@ -220,7 +220,7 @@ class ICMVAE(RepresentationModel):
         alpha, beta = self.weights(step)
         total = reconstruction + alpha * (kl - log_det) + beta * label
         return LossOutput(total, {"reconstruction": reconstruction, "kl": kl, "log_det": log_det, "label": label,
-                                  "alpha": total.new_tensor(alpha), "beta": total.new_tensor(beta)})
+                                  "alpha": total.new_full((), alpha), "beta": total.new_full((), beta)})
 
     # -- interventions -------------------------------------------------------------------
     def intervened_latents(self, obs: torch.Tensor, interventions: Mapping[str, float | torch.Tensor]

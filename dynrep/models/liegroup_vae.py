@@ -184,10 +184,12 @@ class LieGroupVAE(VAE):
         c = self.config
         target, post, z = self.sample_posterior(batch, generator)
         decoded = self.group_features(z)
-        # One coin per batch, as in the original; only in training mode.
-        use_encoder = self.training and bool(
-            torch.rand((), generator=generator, device=z.device) < c.forward_encoder_prob)
-        logits = self.decoder(post.group_features if use_encoder else decoded)
+        # One coin per batch, as in the original; only in training mode. Chosen on the device (torch.where):
+        # reading the coin on the host would wait for the device every step.
+        use_encoder = torch.zeros((), dtype=torch.bool, device=z.device)
+        if self.training:
+            use_encoder = torch.rand((), generator=generator, device=z.device) < c.forward_encoder_prob
+        logits = self.decoder(torch.where(use_encoder, post.group_features, decoded))
         reconstruction = self.reconstruction_term(logits, target)
         kl = gaussian_kl(post.mean, post.logvar).mean()
         capacity = capacity_schedule(step, 0.0, c.capacity_max, c.capacity_steps)
@@ -198,7 +200,7 @@ class LieGroupVAE(VAE):
                  + c.hessian_weight * hessian + c.commutator_weight * commutator)
         terms = {"reconstruction": reconstruction, "kl": kl, "group_reconstruction": group_rec,
                  "hessian": hessian, "commutator": commutator,
-                 "encoder_features": kl.new_tensor(float(use_encoder))}
+                 "encoder_features": use_encoder.to(kl.dtype)}
         if c.capacity_max > 0:
-            terms["capacity"] = kl.new_tensor(capacity)
+            terms["capacity"] = kl.new_full((), capacity)
         return LossOutput(total, terms)

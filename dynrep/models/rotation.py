@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynrep.checks import check_int
+from dynrep.data.devices import reads_free, to_device
 from dynrep.data.trajectory import Trajectory
 from dynrep.metrics.dynamics import rotation_structure
 from dynrep.models.base import (LossOutput, ModelConfig, Posterior, RepresentationModel, observations_to_float,
@@ -22,11 +23,6 @@ from dynrep.schedules import linear_ramp
 def plane_indices(n: int) -> list[tuple[int, int]]:
     """Coordinate planes ``(i, j)``, ``i < j``, in the order (0,1), (0,2), ..., (n-2, n-1)."""
     return [(i, j) for i in range(n) for j in range(i + 1, n)]
-
-
-def reads_free(tensor: torch.Tensor) -> bool:
-    """Whether reading ``tensor``'s values on the host costs no wait for a device: it is on the CPU."""
-    return tensor.device.type == "cpu"
 
 
 def step_rotations(angles: torch.Tensor, actions: torch.Tensor, magnitudes: torch.Tensor, n: int) -> torch.Tensor:
@@ -47,7 +43,7 @@ def givens_product(angles: torch.Tensor, n: int) -> torch.Tensor:
     planes = plane_indices(n)
     if angles.shape[-1] != len(planes):
         raise ValueError(f"angles must have {len(planes)} entries per matrix for n={n}, got {angles.shape[-1]}")
-    i, j = torch.tensor(planes, device=angles.device).T
+    i, j = to_device(torch.tensor(planes), angles.device).T
     p = torch.arange(len(planes), device=angles.device)
     diag = torch.zeros(len(planes), n, n, device=angles.device, dtype=angles.dtype)
     skew = torch.zeros_like(diag)

@@ -65,7 +65,8 @@ def laplace_cross_entropy(mean_diff: torch.Tensor, std: torch.Tensor, rate: floa
     (``E|Y|`` of ``Y ~ N(m, s^2)`` is the folded-normal mean, even in ``m``, so the sign
     convention of ``m`` does not matter.)
     """
-    rate = torch.as_tensor(rate, dtype=std.dtype, device=std.device)
+    rate = torch.as_tensor(rate, dtype=std.dtype, device=std.device) if isinstance(rate, torch.Tensor) else \
+        std.new_full((), rate)
     folded_mean = (std * math.sqrt(2.0 / math.pi) * torch.exp(-0.5 * (mean_diff / std).square())
                    - mean_diff * (1.0 - 2.0 * torch.special.ndtr(mean_diff / std)))
     return -torch.log(rate / 2.0) + rate * folded_mean

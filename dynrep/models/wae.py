@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dynrep.data.devices import to_device
 from dynrep.data.trajectory import Trajectory
 from dynrep.models.base import LossOutput, ModelConfig
 from dynrep.models.registry import register_model
@@ -41,9 +42,10 @@ def imq_kernel(x: torch.Tensor, y: torch.Tensor, scales) -> torch.Tensor:
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must be [N, D] and [M, D] with the same D, got {tuple(x.shape)} "
                          f"and {tuple(y.shape)}")
-    scales = torch.as_tensor(scales, dtype=x.dtype, device=x.device).flatten()
+    scales = torch.as_tensor(scales, dtype=x.dtype).flatten()  # checked on the host (a sequence's values are there)
     if scales.numel() == 0 or not bool((scales > 0).all()):
         raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales.tolist()}")
+    scales = to_device(scales, x.device)
     sq_dist = (x[:, None, :] - y[None, :, :]).square().sum(-1)  # [N, M], exact (no cancellation)
     return (scales / (scales + sq_dist[..., None])).sum(-1)
 

@@ -18,8 +18,9 @@ Under ``torchrun`` the :class:`~dynrep.training.Trainer`:
   (:func:`step_generators`): no two ranks draw the same stream, and a checkpoint (which holds the step)
   resumes every rank exactly, with any number of ranks;
 * all-reduces (mean) the loss terms on their device before callbacks and the history see them, and agrees
-  across ranks on stopping (time limit, SIGINT/SIGTERM: host flags all-reduced on the CPU before each step;
-  a non-finite loss: found by every rank at the same syncs), so every rank stops at the same step;
+  across ranks on stopping (time limit, SIGINT/SIGTERM: host flags, all-reduced with the loss terms on the
+  CPU, in an all-reduce of their own over gloo before each step on a GPU; a non-finite loss: found by every
+  rank at the same syncs), so every rank stops at the same step;
 * runs the writing callbacks (``main_process_only``: progress bar, checkpoints, metrics.jsonl,
   tensorboard) on rank 0 alone (:func:`callbacks_for_rank`).
 
@@ -61,7 +62,7 @@ from torch import nn
 
 __all__ = ["LossModule", "PeerFailure", "all_reduce_mean", "any_rank", "barrier", "callbacks_for_rank", "check_model",
            "collectives", "default_device",
-           "init", "is_active", "is_main", "launched", "local_batch_size", "local_rank", "rank",
+           "init", "is_active", "is_main", "launched", "local_batch_size", "local_rank", "mean_and_any", "rank",
            "report_failure", "sharded", "step_generators", "world_size", "wrap"]
 
 #: The process-group store key counting the ranks that failed (the first one reports its error).
@@ -272,9 +273,19 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
 
 def any_rank(flags: Sequence[bool]) -> list[bool]:
     """``[any rank's flag i]``: host values all-reduced on the CPU (gloo), so no device is waited for."""
-    raised = torch.tensor([float(f) for f in flags])
-    torch.distributed.all_reduce(raised)
-    return [bool(f > 0) for f in raised.tolist()]
+    return mean_and_any(torch.zeros(0), flags)[1]
+
+
+def mean_and_any(values: torch.Tensor, flags: Sequence[bool]) -> tuple[torch.Tensor, list[bool]]:
+    """``(all_reduce_mean(values), any_rank(flags))`` in one all-reduce, for CPU ``values [N]`` (on a device,
+    reading the flags would wait for it: use the two functions)."""
+    if values.device.type != "cpu":
+        raise ValueError(f"mean_and_any reduces CPU values; got values on {values.device} (use all_reduce_mean "
+                         "and any_rank)")
+    both = torch.cat([values.detach().float(), torch.tensor([float(f) for f in flags])])
+    torch.distributed.all_reduce(both)
+    n = len(values)
+    return both[:n] / world_size(), [bool(f > 0) for f in both[n:].tolist()]
 
 
 def callbacks_for_rank(callbacks: Sequence) -> list:

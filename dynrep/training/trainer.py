@@ -279,17 +279,27 @@ class Trainer:
 
     def _run_ranks(self, steps: int, time_limit: float | None, callbacks: list[Callback], stop: StopSignals,
                    start: float) -> str:
-        """The steps of a multi-process run: a stop any rank asks for (signal, time limit) is agreed on before
-        each step in an all-reduce of host flags on the CPU (gloo), so every rank stops at the same step; the
-        loss terms are averaged on their device, where they stay until a sync."""
+        """The steps of a multi-process run. A stop any rank asks for (signal, time limit) is agreed on in an
+        all-reduce of host flags, so every rank stops at the same step: on the CPU in the all-reduce of the
+        step's loss terms (one collective a step; the stop then comes after the forward pass, before the
+        update), on a GPU in one over gloo before the step, so that the terms stay on the device until a sync."""
+        shared = self.device.type == "cpu"
         for _ in range(steps):
-            reason = self._agreed_stop(distributed.any_rank(self._stop_flags(stop, start, time_limit)))
+            flags = self._stop_flags(stop, start, time_limit)
+            reason = None if shared else self._agreed_stop(distributed.any_rank(flags))
             if reason is not None:
                 return reason
             self.rng, self.generator = distributed.step_generators(self.seed, self.step, self.device)
             out = self._ddp(self.sample_batch(), self.step, self.generator)
             names, values = _terms(out)
-            self._update(out, names, distributed.all_reduce_mean(values), callbacks)
+            if shared:
+                values, flags = distributed.mean_and_any(values, flags)
+                reason = self._agreed_stop(flags)
+                if reason is not None:
+                    return reason
+            else:
+                values = distributed.all_reduce_mean(values)
+            self._update(out, names, values, callbacks)
         return self._agreed_stop(distributed.any_rank(self._stop_flags(stop, start, None))) or "steps"
 
     def _update(self, out, names: list[str], values: torch.Tensor, callbacks: list[Callback]) -> None:
