@@ -127,13 +127,16 @@ def test_encoder_decoder_shapes():
 
 
 def test_conv_nets_relu_in_place_matches_out_of_place():
-    """The conv stacks' ReLUs run in place (one activation-sized allocation less per layer); outputs and
-    gradients are bitwise those of the same nets with out-of-place ReLUs."""
+    """The conv stacks' ReLUs run in place (one activation-sized allocation less per layer) and write their
+    backward into the incoming gradient; outputs and gradients are bitwise those of the same nets with
+    out-of-place ReLUs."""
     import copy
+
+    from dynrep.models.nets import ConvReLU
     torch.manual_seed(0)
     enc = build_encoder((1, 16, 16), 6, (4, 8), 12, (5,))
     dec = build_decoder(3, (1, 16, 16), (4, 8), 12, (5,))
-    conv_relus = [m for net in (enc, dec) for m in net if isinstance(m, torch.nn.ReLU) and m.inplace]
+    conv_relus = [m for net in (enc, dec) for m in net if isinstance(m, ConvReLU) and m.inplace]
     assert len(conv_relus) == 2 + 1  # after each encoder conv, between the decoder's transposed convs
     plain_enc, plain_dec = copy.deepcopy(enc), copy.deepcopy(dec)
     for m in [*plain_enc, *plain_dec]:
