@@ -112,11 +112,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, required=True, help="the other tree (a checkout of dynrep)")
     parser.add_argument("--quick", action="store_true", help="fewer steps, GridWorld and beta_vae b64 only")
+    parser.add_argument("--only", help="only the changes whose name contains this")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; reference {args.reference}")
     print(f"{'change / configuration':<60s}{'ref wall':>9s}{'ours':>9s}{'ratio':>7s}{'ref cpu':>9s}{'ours':>9s}"
           f"{'ratio':>7s}  {'bitwise':8s}load")
     for change, specs in [*CHANGES.items(), ("all of them", [s for v in CHANGES.values() for s in v])]:
+        if args.only and args.only not in change:
+            continue
         for config, (model, batch, steps, quick) in CONFIGS.items():
             steps = quick if args.quick else steps
             if steps:

@@ -33,6 +33,13 @@ MLP_ACTIVATIONS = tuple(_ACTIVATIONS)
 BROADCAST_LAYERS, BROADCAST_CHANNELS = 3, 64
 
 
+#: Elements from which :class:`ConvReLU` writes its backward in place (4 MB of float32, twice these cores'
+#: L2): below, a new gradient buffer stays in cache and the Python autograd Function costs more than it saves
+#: (benchmarks/step_ab.py: GridWorld's largest activation, 786k elements, 0.98x with it; β-VAE b64, whose
+#: first layers have 2.1M, 1.02x).
+IN_PLACE_GRAD_MIN = 2 ** 20
+
+
 class _ReLUGradInPlace(torch.autograd.Function):
     """``x.relu_()`` whose backward writes the input's gradient into the output's (``threshold_backward`` into
     its own gradient argument: the same values, no new activation-sized buffer)."""
@@ -51,16 +58,17 @@ class _ReLUGradInPlace(torch.autograd.Function):
 
 
 class ConvReLU(nn.ReLU):
-    """The conv stacks' ReLU: in place (a convolution's backward does not read its output), and its backward
-    overwrites the incoming gradient, which here is always a buffer of its own (the next layer's input
-    gradient, or a view of it). ``inplace=False``, and inside ``torch.compile`` (whose traced backward cannot
-    take the in-place write), it is ``nn.ReLU``."""
+    """The conv stacks' ReLU: in place (a convolution's backward does not read its output) and, on inputs of at
+    least :data:`IN_PLACE_GRAD_MIN` elements, its backward overwrites the incoming gradient, which here is
+    always a buffer of its own (the next layer's input gradient, or a view of it). ``inplace=False``, and
+    inside ``torch.compile`` (whose traced backward cannot take the in-place write), it is ``nn.ReLU``."""
 
     def __init__(self):
         super().__init__(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.inplace and x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        if (self.inplace and x.numel() >= IN_PLACE_GRAD_MIN and x.requires_grad and torch.is_grad_enabled()
+                and not torch.compiler.is_compiling()):
             return _ReLUGradInPlace.apply(x)
         return super().forward(x)
 
@@ -99,8 +107,8 @@ def build_encoder(obs_shape: Sequence[int], out_dim: int, channels: Sequence[int
                   mlp_hidden: Sequence[int], mlp_activation: str = "relu") -> nn.Module:
     """Network ``[B, *obs_shape] float -> [B, out_dim]``.
 
-    Images: conv(k4, s2, p1) with ``channels`` and ReLU (:class:`ConvReLU`, in place forward and backward:
-    two activation-sized allocations less per layer), flatten, Linear ``hidden``, ReLU,
+    Images: conv(k4, s2, p1) with ``channels`` and ReLU (:class:`ConvReLU`: in place, on large activations
+    its backward too), flatten, Linear ``hidden``, ReLU,
     Linear ``out_dim``. Vectors: MLP through ``mlp_hidden`` with ``mlp_activation``.
     """
     if len(obs_shape) == 1:
