@@ -126,15 +126,23 @@ def test_encoder_decoder_shapes():
         build_decoder(3, (2, 3), (4,), 8, ())
 
 
-def test_conv_nets_relu_in_place_matches_out_of_place():
-    """The conv stacks' ReLUs run in place (one activation-sized allocation less per layer); outputs and
-    gradients are bitwise those of the same nets with out-of-place ReLUs."""
+@pytest.mark.parametrize("grad_in_place", [True, False])
+def test_conv_nets_relu_in_place_matches_out_of_place(grad_in_place, monkeypatch):
+    """The conv stacks' ReLUs run in place (one activation-sized allocation less per layer) and, on
+    activations of at least ``IN_PLACE_GRAD_MIN`` elements, write their backward into the incoming gradient;
+    outputs and gradients are bitwise those of the same nets with out-of-place ReLUs."""
     import copy
+
+    from dynrep.models import nets
+    if grad_in_place:
+        monkeypatch.setattr(nets, "IN_PLACE_GRAD_MIN", 0)
     torch.manual_seed(0)
     enc = build_encoder((1, 16, 16), 6, (4, 8), 12, (5,))
     dec = build_decoder(3, (1, 16, 16), (4, 8), 12, (5,))
-    conv_relus = [m for net in (enc, dec) for m in net if isinstance(m, torch.nn.ReLU) and m.inplace]
+    conv_relus = [m for net in (enc, dec) for m in net if isinstance(m, nets.ConvReLU) and m.inplace]
     assert len(conv_relus) == 2 + 1  # after each encoder conv, between the decoder's transposed convs
+    node = type(enc[1](enc[0](torch.rand(5, 1, 16, 16))).grad_fn).__name__
+    assert node == ("_ReLUGradInPlaceBackward" if grad_in_place else "ReluBackward0")
     plain_enc, plain_dec = copy.deepcopy(enc), copy.deepcopy(dec)
     for m in [*plain_enc, *plain_dec]:
         if isinstance(m, torch.nn.ReLU):

@@ -67,6 +67,20 @@ def test_givens_product_float32_unbatched():
     assert torch.allclose(mat.double(), reference_product(angles.double(), 3), atol=1e-6)
 
 
+def test_givens_basis_is_built_once_and_trains_after_inference_mode(monkeypatch):
+    """The constants are cached per (n, device, dtype); a first call under inference mode (evaluate) must not
+    leave inference tensors that a later step recording gradients cannot save."""
+    monkeypatch.setattr(rotation_module, "_BASES", {})
+    with torch.inference_mode():
+        first = givens_product(torch.zeros(3, dtype=torch.float64), 3)
+    assert torch.equal(first, torch.eye(3, dtype=torch.float64))
+    assert list(rotation_module._BASES) == [(3, torch.device("cpu"), torch.float64)]
+    angles = torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64, requires_grad=True)
+    givens_product(angles, 3).sum().backward()
+    assert angles.grad is not None and len(rotation_module._BASES) == 1
+    assert torch.allclose(givens_product(angles.detach(), 3), reference_product(angles.detach(), 3), atol=1e-12)
+
+
 def test_single_plane_angle_is_a_plane_rotation():
     angles = torch.zeros(6, dtype=torch.float64)
     angles[plane_indices(4).index((1, 3))] = 0.7

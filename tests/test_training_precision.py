@@ -60,6 +60,18 @@ def test_every_model_trains_compiled_as_without(name, aot_eager, one_thread):
     _close(eager, compiled, rtol=1e-5, atol=1e-6)
 
 
+def test_conv_relu_with_its_backward_in_place_trains_compiled(aot_eager, one_thread, monkeypatch):
+    """The conv ReLUs' in-place backward (every activation at IN_PLACE_GRAD_MIN = 0) eagerly, and the plain
+    ReLU it falls back to under compile, train alike."""
+    from dynrep.models import nets
+    monkeypatch.setattr(nets, "IN_PLACE_GRAD_MIN", 0)
+    eager, compiled = _zoo_learner("beta_tcvae"), _zoo_learner("beta_tcvae", compile=True)
+    eager.train(3, progress=False)
+    compiled.train(3, progress=False)
+    assert compiled.trainer._compiled is not None
+    _close(eager, compiled, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow  # 26 s (rotation), 15 s (vae) with an empty inductor cache on 2 busy cores, 3 s with it
 @pytest.mark.parametrize("model", ["rotation", "vae"])
 def test_inductor_matches_eager(model, one_thread):

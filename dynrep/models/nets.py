@@ -33,6 +33,46 @@ MLP_ACTIVATIONS = tuple(_ACTIVATIONS)
 BROADCAST_LAYERS, BROADCAST_CHANNELS = 3, 64
 
 
+#: Elements from which :class:`ConvReLU` writes its backward in place (4 MB of float32, twice these cores'
+#: L2): below, a new gradient buffer stays in cache and the Python autograd Function costs more than it saves
+#: (benchmarks/step_ab.py: GridWorld's largest activation, 786k elements, 0.98x with it; β-VAE b64, whose
+#: first layers have 2.1M, 1.02x).
+IN_PLACE_GRAD_MIN = 2 ** 20
+
+
+class _ReLUGradInPlace(torch.autograd.Function):
+    """``x.relu_()`` whose backward writes the input's gradient into the output's (``threshold_backward`` into
+    its own gradient argument: the same values, no new activation-sized buffer)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x.relu_()
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        out, = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
+
+
+class ConvReLU(nn.ReLU):
+    """The conv stacks' ReLU: in place (a convolution's backward does not read its output) and, on inputs of at
+    least :data:`IN_PLACE_GRAD_MIN` elements, its backward overwrites the incoming gradient, which here is
+    always a buffer of its own (the next layer's input gradient, or a view of it). ``inplace=False``, and
+    inside ``torch.compile`` (whose traced backward cannot take the in-place write), it is ``nn.ReLU``."""
+
+    def __init__(self):
+        super().__init__(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.inplace and x.numel() >= IN_PLACE_GRAD_MIN and x.requires_grad and torch.is_grad_enabled()
+                and not torch.compiler.is_compiling()):
+            return _ReLUGradInPlace.apply(x)
+        return super().forward(x)
+
+
 def _stack(sizes: Sequence[int], activation: str, linear) -> nn.Sequential:
     """``linear(a, b, output)`` layers between consecutive ``sizes`` (``output`` True for the last) with
     ``activation`` between them."""
@@ -67,8 +107,8 @@ def build_encoder(obs_shape: Sequence[int], out_dim: int, channels: Sequence[int
                   mlp_hidden: Sequence[int], mlp_activation: str = "relu") -> nn.Module:
     """Network ``[B, *obs_shape] float -> [B, out_dim]``.
 
-    Images: conv(k4, s2, p1) with ``channels`` and ReLU (in place: a convolution's backward does not read
-    its output, and the in-place ReLU saves one activation-sized allocation per layer), flatten, Linear ``hidden``, ReLU,
+    Images: conv(k4, s2, p1) with ``channels`` and ReLU (:class:`ConvReLU`: in place, on large activations
+    its backward too), flatten, Linear ``hidden``, ReLU,
     Linear ``out_dim``. Vectors: MLP through ``mlp_hidden`` with ``mlp_activation``.
     """
     if len(obs_shape) == 1:
@@ -78,7 +118,7 @@ def build_encoder(obs_shape: Sequence[int], out_dim: int, channels: Sequence[int
     side = _check_image(obs_shape, channels)
     layers: list[nn.Module] = []
     for c_in, c_out in zip([obs_shape[0], *channels[:-1]], channels):
-        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ReLU(inplace=True)]
+        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), ConvReLU()]
     layers += [nn.Flatten(), *mlp([channels[-1] * side * side, hidden, out_dim])]
     return nn.Sequential(*layers)
 
@@ -105,7 +145,7 @@ class SpatialBroadcastDecoder(nn.Module):
         layers: list[nn.Module] = []
         sizes = [latent_dim + 2] + [BROADCAST_CHANNELS] * BROADCAST_LAYERS
         for c_in, c_out in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Conv2d(c_in, c_out, 5, padding=2), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(c_in, c_out, 5, padding=2), ConvReLU()]
         layers.append(nn.Conv2d(sizes[-1], channels, 5, padding=2))
         self.net = nn.Sequential(*layers)
 
@@ -136,7 +176,7 @@ def build_decoder(latent_dim: int, obs_shape: Sequence[int], channels: Sequence[
     for i, (c_in, c_out) in enumerate(zip(rev, [*rev[1:], obs_shape[0]])):
         layers.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1))
         if i < len(rev) - 1:
-            layers.append(nn.ReLU(inplace=True))
+            layers.append(ConvReLU())
     return nn.Sequential(*layers)
 
 

@@ -32,6 +32,30 @@ def step_rotations(angles: torch.Tensor, actions: torch.Tensor, magnitudes: torc
     return givens_product(magnitudes[..., None].to(angles.dtype) * angles[actions], n)
 
 
+#: ``(n, device, dtype) -> (eye, diag, skew)`` of :func:`_givens_basis`.
+_BASES: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+
+def _givens_basis(n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The constants of :func:`givens_product`: the identity ``[n, n]``, and per plane ``(i, j)`` its diagonal
+    ``diag [P, n, n]`` (1 at ``[i, i]`` and ``[j, j]``) and skew ``skew [P, n, n]`` (1 at ``[i, j]``, -1 at
+    ``[j, i]``). Built once per ``(n, device, dtype)`` (outside inference mode, so that a step recording
+    gradients can save them) and shared: nothing writes to them."""
+    key = (n, torch.device(device), dtype)
+    if key not in _BASES:
+        with torch.inference_mode(False):
+            i, j = to_device(torch.tensor(plane_indices(n)), device).T
+            p = torch.arange(len(i), device=device)
+            diag = torch.zeros(len(i), n, n, device=device, dtype=dtype)
+            skew = torch.zeros_like(diag)
+            diag[p, i, i] = 1.0
+            diag[p, j, j] = 1.0
+            skew[p, i, j] = 1.0
+            skew[p, j, i] = -1.0
+            _BASES[key] = torch.eye(n, device=device, dtype=dtype), diag, skew
+    return _BASES[key]
+
+
 def givens_product(angles: torch.Tensor, n: int) -> torch.Tensor:
     """Rotation matrices ``[..., n, n]`` from angles ``[..., n(n-1)/2]``.
 
@@ -40,18 +64,10 @@ def givens_product(angles: torch.Tensor, n: int) -> torch.Tensor:
     All planes are built at once and multiplied in a balanced tree (log2 of the
     number of planes batched matmuls), keeping the left-to-right order.
     """
-    planes = plane_indices(n)
-    if angles.shape[-1] != len(planes):
-        raise ValueError(f"angles must have {len(planes)} entries per matrix for n={n}, got {angles.shape[-1]}")
-    i, j = to_device(torch.tensor(planes), angles.device).T
-    p = torch.arange(len(planes), device=angles.device)
-    diag = torch.zeros(len(planes), n, n, device=angles.device, dtype=angles.dtype)
-    skew = torch.zeros_like(diag)
-    diag[p, i, i] = 1.0
-    diag[p, j, j] = 1.0
-    skew[p, i, j] = 1.0
-    skew[p, j, i] = -1.0
-    eye = torch.eye(n, device=angles.device, dtype=angles.dtype)
+    planes = n * (n - 1) // 2
+    if angles.shape[-1] != planes:
+        raise ValueError(f"angles must have {planes} entries per matrix for n={n}, got {angles.shape[-1]}")
+    eye, diag, skew = _givens_basis(n, angles.device, angles.dtype)
     cos, sin = angles.cos()[..., None, None], angles.sin()[..., None, None]
     mats = eye + (cos - 1.0) * diag + sin * skew  # [..., P, n, n]
     while mats.shape[-3] > 1:
@@ -148,12 +164,12 @@ class RotationModel(RepresentationModel):
                 step_mats = mats[m, actions]  # [B, T, n, n]
             else:  # reading the largest magnitude would wait for the device: one rotation per step instead
                 step_mats = step_rotations(self.angles, actions, magnitudes, self.config.latent_dim)
-            z = full_precision(z0)
+            z = full_precision(z0).unsqueeze(-1)  # a column [B, n, 1]: one bmm per step
             latents = [z]
             for t in range(actions.shape[1]):
-                z = (step_mats[:, t] @ z.unsqueeze(-1)).squeeze(-1)
+                z = torch.bmm(step_mats[:, t], z)
                 latents.append(z)
-            return torch.stack(latents, dim=1)
+            return torch.stack(latents, dim=1).squeeze(-1)
 
     def _rollout_logits(self, batch: Trajectory) -> torch.Tensor:
         z = self.rollout(self.encode(batch.obs[:, 0]).mean, batch.actions, batch.magnitudes)
