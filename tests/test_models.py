@@ -157,6 +157,27 @@ def test_conv_nets_relu_in_place_matches_out_of_place(grad_in_place, monkeypatch
     assert all(torch.equal(a, b) for a, b in zip(outputs[0][1], outputs[1][1]))
 
 
+def test_conv_relu_in_place_backward_allows_a_double_backward(monkeypatch):
+    """A gradient penalty (create_graph=True) differentiates the ReLU's backward: then it runs out of place (the
+    in-place write cannot be differentiated) and the second-order gradient is the plain ReLU's."""
+    from dynrep.models import nets
+    monkeypatch.setattr(nets, "IN_PLACE_GRAD_MIN", 0)
+    torch.manual_seed(0)
+    enc = build_encoder((1, 16, 16), 6, (4, 8), 12, (5,))
+    x = torch.rand(5, 1, 16, 16)
+    penalties = []
+    for inplace in (True, False):
+        for m in enc:
+            if isinstance(m, nets.ConvReLU):
+                m.inplace = inplace
+        enc.zero_grad()
+        xi = x.clone().requires_grad_()
+        grad, = torch.autograd.grad(enc(xi).square().sum(), xi, create_graph=True)
+        grad.square().sum().backward()
+        penalties.append([p.grad.clone() for p in enc.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*penalties))
+
+
 def test_observations_to_float():
     u = torch.tensor([0, 51, 255], dtype=torch.uint8)
     assert torch.allclose(observations_to_float(u), torch.tensor([0.0, 0.2, 1.0]))

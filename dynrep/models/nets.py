@@ -54,6 +54,8 @@ class _ReLUGradInPlace(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         out, = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a double backward (create_graph=True) differentiates this: out of place
+            return torch.ops.aten.threshold_backward(grad, out, 0)
         return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
 
 
