@@ -354,8 +354,8 @@ class RepresentationLearner:
         if not (self.model.has_decoder or self.model.has_dynamics):
             return {}
         obs = batch.obs.flatten(0, 1)
-        chunk = eval_chunk(tuple(obs.shape[1:]), self.device)
-        chunks = obs.split(chunk)
+        chunk_size = eval_chunk(tuple(obs.shape[1:]), self.device)
+        chunks = obs.split(chunk_size)
         codes = [self.model.representation(chunk) for chunk in chunks]
         scores = {}
         if self.model.has_decoder and obs.dtype == torch.uint8:
@@ -368,7 +368,7 @@ class RepresentationLearner:
             scores["reconstruction_mse"] = float(squares) / obs.numel()
         if self.model.has_dynamics:
             num_episodes, frames = batch.obs.shape[:2]
-            per_chunk = max(1, chunk // frames)  # whole episodes: predict rolls each out from its first frame
+            per_chunk = max(1, chunk_size // frames)  # whole episodes: predict rolls each out from its first frame
             errors = torch.cat([frame_bce(part.obs.flatten(0, 1), self.model.predict(part).flatten(0, 1))
                                 for part in _episode_chunks(batch, per_chunk)])
             errors = errors.view(num_episodes, frames).mean(0)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dynrep.models.losses import bernoulli_nll
+from dynrep.models.losses import LOGIT_FLOOR, bernoulli_nll
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -31,6 +31,24 @@ def test_extreme_logits_stay_finite():
     ref = F.binary_cross_entropy_with_logits(logits.detach(), target)
     assert torch.isfinite(loss) and torch.allclose(loss, ref)
     assert torch.isfinite(logits.grad).all()
+
+
+def test_logits_far_below_the_floor_make_no_subnormal_gradient():
+    """A well-fit decoder's background logits (here down to -300, target 0) contribute their true share of the
+    value to float32 resolution, and the gradient holds no subnormal float (which would slow every later
+    multiply-add of the backward pass): they are taken as LOGIT_FLOOR. Above it the gradient is exact."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.cat([torch.empty(4000).uniform_(-300, LOGIT_FLOOR, generator=g),
+                        torch.empty(1000).uniform_(-40, 10, generator=g)]).requires_grad_()
+    target = (torch.rand(5000, generator=g) < 0.2).float() * (logits.detach() > -40)
+    loss = bernoulli_nll(logits, target)
+    loss.backward()
+    exact = F.binary_cross_entropy_with_logits(logits.detach().double(), target.double())
+    assert abs(loss.item() - exact.item()) <= 1e-6 * exact.item()
+    tiny = (logits.grad != 0) & (logits.grad.abs() < torch.finfo(torch.float32).tiny)
+    assert not tiny.any()
+    above = logits.detach() > LOGIT_FLOOR
+    assert torch.equal(logits.grad[above], ((torch.sigmoid(logits.detach()) - target) * (torch.ones(()) / 5000))[above])
 
 
 def test_shape_mismatch_is_an_error():

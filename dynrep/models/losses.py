@@ -15,24 +15,35 @@ def _flat_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return a.permute(order).reshape(-1), b.permute(order).reshape(-1)
 
 
-class _BinaryCrossEntropyWithLogits(torch.autograd.Function):
-    """Mean of ``softplus(x) - t*x`` with the closed-form gradient ``(sigmoid(x) - t) / N``.
+#: Logits below this are taken as it by the Bernoulli NLL's softplus and sigmoid (:func:`bernoulli_nll`): a
+#: well-fit decoder drives its background logits far lower (-300 to -900 after 600 GridWorld steps), where the
+#: sigmoid and the softplus's exponential are subnormal floats and every later multiply-add of the backward pass
+#: takes the CPU's slow path: steps 2.5-3.5x slower from then on (benchmarks/RESULTS.md, Speed V). At the floor
+#: the sigmoid is 1.1e-20: such a logit's share of the loss and gradient is below float32's resolution of any
+#: other term's.
+LOGIT_FLOOR = -46.0
 
-    Equal to ``F.binary_cross_entropy_with_logits(x, t)`` (same value up to rounding, same gradient) but
-    without its contiguous copy of channels-last logits and its extra buffer: one elementwise pass and a
-    dot product forward, one pass backward, ~1.5-3 ms less per GridWorld step on CPU
-    (benchmarks/gridworld_training.py).
+
+class _BinaryCrossEntropyWithLogits(torch.autograd.Function):
+    """Mean of ``softplus(c) - t*x`` with the closed-form gradient ``(sigmoid(c) - t) / N``, ``c`` the logits
+    ``x`` clamped from below at :data:`LOGIT_FLOOR`.
+
+    Equal to ``F.binary_cross_entropy_with_logits(x, t)`` for logits above the floor (same value up to
+    rounding, same gradient) but without its contiguous copy of channels-last logits and its extra buffer: a
+    clamp, one elementwise pass and a dot product forward, one pass backward, ~1.5-3 ms less per GridWorld step
+    on CPU (benchmarks/gridworld_training.py).
     """
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(logits, target)
-        return (F.softplus(logits).sum() - torch.dot(*_flat_pair(logits, target))) / logits.numel()
+        clamped = logits.clamp_min(LOGIT_FLOOR)
+        ctx.save_for_backward(clamped, target)
+        return (F.softplus(clamped).sum() - torch.dot(*_flat_pair(logits, target))) / logits.numel()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        logits, target = ctx.saved_tensors
-        grad_logits = torch.sigmoid(logits).sub_(target).mul_(grad / logits.numel())
+        clamped, target = ctx.saved_tensors
+        grad_logits = torch.sigmoid(clamped).sub_(target).mul_(grad / clamped.numel())
         return grad_logits, None
 
 
