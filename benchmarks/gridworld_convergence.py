@@ -100,7 +100,7 @@ def main() -> None:
                 seconds = time.perf_counter() - start
                 purity, bce = scores(learner, 50)
                 print(f"{prefix[label]}seed {seed}: purity_min {purity:.3f}, "
-                      f"BCE {bce:.5f}, {seconds:6.1f} s, load {os.getloadavg()[0]:.2f}", flush=True)
+                      f"BCE {bce:.2e}, {seconds:6.1f} s, load {os.getloadavg()[0]:.2f}", flush=True)
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
