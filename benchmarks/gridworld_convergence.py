@@ -5,11 +5,13 @@ Runs the README's four lines (``RepresentationLearner(GridWorld(size=5), model="
 latent_dim=4, seed=s).train(...)``), checking the target every ``--every`` steps; the seconds are
 training wall time only (the checks are not counted). Then (not with ``--quick``) trains each seed to
 ``--steps`` and prints the final purity and BCE, so that a change of defaults can be compared with the
-old ones (``--config key=value`` overrides a model option, e.g. to rerun the old defaults).
+old ones (``--config key=value`` overrides a model option; ``--reference key=value`` runs a second
+configuration after each seed's first, e.g. the old defaults, and prints both).
 
     python benchmarks/gridworld_convergence.py                 # seeds 0-4, target then 3000 steps
     python benchmarks/gridworld_convergence.py --quick         # seeds 0-4, time to target only
     python benchmarks/gridworld_convergence.py --config lr_angles=0.01
+    python benchmarks/gridworld_convergence.py --reference lr=0.01   # the defaults and the paper's rate (the old default)
 """
 from __future__ import annotations
 
@@ -69,26 +71,36 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=2000, help="give up on the target after this many steps")
     parser.add_argument("--steps", type=int, default=3000, help="length of the long runs")
     parser.add_argument("--config", nargs="*", default=[], help="model options key=value (YAML values, as the CLI's overrides)")
+    parser.add_argument("--reference", nargs="*", default=None,
+                        help="model options key=value of a second configuration run after each seed's first")
     args = parser.parse_args()
-    config = parse_config(args.config)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}, "
-          f"config {config or 'defaults'}")
+    configs = {"config": parse_config(args.config)}
+    if args.reference is not None:
+        configs["reference"] = parse_config(args.reference)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}, " +
+          ", ".join(f"{label} {config or 'defaults'}" for label, config in configs.items()))
+    width = max(map(len, configs))
+    prefix = {label: f"{label:<{width}} " if len(configs) > 1 else "" for label in configs}
     print(f"\n== time until every action's purity >= {PURITY} and BCE < {BCE_THRESHOLD} "
           f"(checked every {args.every} steps; target <= {TARGET_SECONDS:.0f} s) ==")
     for seed in args.seeds:
-        seconds, steps, purity, bce = time_to_target(seed, config, args.every, args.max_steps)
-        status = (f"{seconds:6.1f} s ({seconds / steps * 1e3:5.1f} ms/step)" if seconds is not None
-                  else f"not within {args.max_steps} steps")
-        print(f"seed {seed}: {steps:5d} steps, {status}, purity_min {purity:.3f}, BCE {bce:.4f}", flush=True)
+        for label, config in configs.items():
+            seconds, steps, purity, bce = time_to_target(seed, config, args.every, args.max_steps)
+            status = (f"{seconds:6.1f} s ({seconds / steps * 1e3:5.1f} ms/step)" if seconds is not None
+                      else f"not within {args.max_steps} steps")
+            print(f"{prefix[label]}seed {seed}: {steps:5d} steps, {status}, "
+                  f"purity_min {purity:.3f}, BCE {bce:.4f}, load {os.getloadavg()[0]:.2f}", flush=True)
     if not args.quick:
         print(f"\n== after {args.steps} steps (BCE: mean of the last 50) ==")
         for seed in args.seeds:
-            learner = learner_for(seed, config)
-            start = time.perf_counter()
-            learner.train(args.steps, progress=False)
-            seconds = time.perf_counter() - start
-            purity, bce = scores(learner, 50)
-            print(f"seed {seed}: purity_min {purity:.3f}, BCE {bce:.5f}, {seconds:6.1f} s", flush=True)
+            for label, config in configs.items():
+                learner = learner_for(seed, config)
+                start = time.perf_counter()
+                learner.train(args.steps, progress=False)
+                seconds = time.perf_counter() - start
+                purity, bce = scores(learner, 50)
+                print(f"{prefix[label]}seed {seed}: purity_min {purity:.3f}, "
+                      f"BCE {bce:.2e}, {seconds:6.1f} s, load {os.getloadavg()[0]:.2f}", flush=True)
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
