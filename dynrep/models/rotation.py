@@ -98,16 +98,14 @@ class RotationModel(RepresentationModel):
     @dataclass
     class Config(ModelConfig):
         """Defaults are the paper's GridWorld/Flatland settings (latent 4, 5 steps, 16 episodes,
-        regulariser 1e-2 towards 0) but for Adam's rate: 2e-2 for every parameter instead of the
-        paper's 1e-2 (``lr=1e-2`` restores it; the ``quessard-*`` presets keep it), which reaches
-        a disentangled 5x5 GridWorld in fewer steps (``benchmarks/gridworld_convergence.py``). The conv
-        stack is narrower than the VAE's (8-16-32-32 channels): it reconstructs 64x64 GridWorld as
-        well and trains ~3x faster on CPU (``benchmarks/gridworld_training.py``)."""
+        Adam 1e-2, regulariser 1e-2 towards 0). The conv stack is narrower than the VAE's
+        (8-16-32-32 channels): it reconstructs 64x64 GridWorld as well and trains ~3x
+        faster on CPU (``benchmarks/gridworld_training.py``)."""
 
         latent_dim: int = 4
         batch_size: int = 16
         episode_length: int = 5
-        lr: float = 2e-2
+        lr: float = 1e-2
         channels: tuple[int, ...] = (8, 16, 32, 32)
         lr_angles: float | None = None
         reg_weight: float = 1e-2
