@@ -50,6 +50,9 @@ def frame_bce(target: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
     sums = []
     for t, p in zip(target.split(rows), predicted.split(rows)):
         t = t.to(p.dtype).div_(255.0) if t.dtype == torch.uint8 else t.to(p.dtype, copy=True)
+        # Below BCE_EPS both clipped logarithms are constant: p raised to half of it gives the same terms, and the
+        # logarithms never see the subnormal p of a well-fit decoder's background (their slow path on a CPU).
+        p = p.clamp_min(0.5 * BCE_EPS)
         # Clipping the logarithms, not p, is the same clipping (both are monotone) without float32's rounding of
         # 1 - 1e-6; log1p(-p) is exact where p is near 1 (1 - p is then exact in floating point).
         errors = torch.log(p).clamp_(low, high).mul_(t)
