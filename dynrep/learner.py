@@ -39,7 +39,7 @@ ANIMATION_KINDS = ("rollout", "traversal")
 #: k of the k-step prediction errors ``evaluate`` reports by default.
 DEFAULT_PREDICTION_STEPS = (1, 5, 10)
 #: Frames per encoder / decoder call in :meth:`RepresentationLearner.evaluate`'s model scores on a CPU, where
-#: it bounds the demo's peak memory (491 MB against the 500 MB target of issue 18); see :func:`eval_chunk`.
+#: it bounds the demo's peak memory (479 MB against the 500 MB target of issue 18); see :func:`eval_chunk`.
 EVAL_CHUNK = 64
 
 
