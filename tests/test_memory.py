@@ -12,11 +12,9 @@ from dynrep import memory
 
 pytestmark = pytest.mark.skipif(memory._libc() is None, reason="needs glibc's malloc")
 
-# In a fresh process: free one 16 MB block (glibc then serves blocks up to that size from its heaps), allocate 40
-# of 4 MB with a 96 KB block after each (which pins the heap below it), free the large ones and report the resident MB
-# before and after compact_heap, and after allocating, touching and freeing 40 blocks of 8 MB (too large for
-# the 4 MB holes left in the heap), each followed by an untouched 5 MB pin.
-SCRIPT = """
+# What both scripts below start with: dynrep.memory loaded alone (no torch to import), libc's malloc and free,
+# and the resident MB.
+PRELUDE = """
 import ctypes, importlib.util, sys
 spec = importlib.util.spec_from_file_location("memory", sys.argv[2])  # alone: no torch to import
 memory = importlib.util.module_from_spec(spec)
@@ -24,10 +22,17 @@ spec.loader.exec_module(memory)
 libc = memory._libc()
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
-SIZE = 4 << 20
 def rss():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
+"""
+
+# In a fresh process: free one 16 MB block (glibc then serves blocks up to that size from its heaps), allocate 40
+# of 4 MB with a 96 KB block after each (which pins the heap below it), free the large ones and report the resident MB
+# before and after compact_heap, and after allocating, touching and freeing 40 blocks of 8 MB (too large for
+# the 4 MB holes left in the heap), each followed by an untouched 5 MB pin.
+SCRIPT = PRELUDE + """
+SIZE = 4 << 20
 def churn(size, pin):
     blocks, pins = [], []
     for _ in range(40):
@@ -73,19 +78,9 @@ def test_bad_thresholds_are_named(bad):
 # as a beta-TCVAE's batch-256 activations are) 20 times, after keep_heap or not, and print the minor page faults
 # of those rounds; then, after compact_heap, the resident MB given back when another such block is freed, and
 # when 60 blocks of 512 KB from the heap's top are (the default trim threshold is back).
-FAULTS = """
-import ctypes, importlib.util, sys
-spec = importlib.util.spec_from_file_location("memory", sys.argv[2])  # alone: no torch to import
-memory = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(memory)
+FAULTS = PRELUDE + """
 import resource
-libc = memory._libc()
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
 SIZE = 40 << 20
-def rss():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
 def round_trip():
     block = libc.malloc(SIZE); ctypes.memset(block, 1, SIZE); libc.free(block)
 applied = memory.keep_heap() if sys.argv[1] == "keep" else None
